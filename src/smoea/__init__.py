@@ -1,0 +1,10 @@
+"""smoea: filter pruning of CNNs by sub-network multi-objective evolution."""
+
+__version__ = "0.1.0"
+
+from smoea.checkpoint import load  # noqa: E402
+from smoea.data import TensorData  # noqa: E402
+from smoea.pipeline import PruneConfig, prune  # noqa: E402
+from smoea.train import TrainConfig  # noqa: E402
+
+__all__ = ["load", "prune", "PruneConfig", "TrainConfig", "TensorData", "__version__"]

@@ -1,0 +1,275 @@
+"""The `smoea` command: train, prune, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from smoea.errors import SmoeaError
+
+
+def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--config", help="TOML or YAML file whose keys are these flags")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--seed", type=int, default=0)
+    if data:
+        p.add_argument("--dataset", default="cifar10")
+        p.add_argument("--data", help="data directory or .tar.gz archive")
+        p.add_argument("--download", action="store_true", help="fetch a torchvision data set")
+        p.add_argument("--cache-dir", help="where decoded arrays are cached")
+        p.add_argument("--val-size", type=int, default=5000)
+
+
+def _train_flags(p: argparse.ArgumentParser, prefix: str = "", epochs: int = 30, lr: float = 0.1):
+    p.add_argument(f"--{prefix}epochs", type=int, default=epochs)
+    p.add_argument(f"--{prefix}lr", type=float, default=lr)
+    p.add_argument(f"--{prefix}batch-size", type=int, default=128)
+    p.add_argument(f"--{prefix}weight-decay", type=float, default=5e-4)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smoea", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a baseline model")
+    _common(p)
+    p.add_argument("--model", default="vgg14")
+    p.add_argument("--width", type=float, default=1.0)
+    _train_flags(p)
+    p.add_argument("--schedule", default="onecycle", help="onecycle | cosine")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+
+    p = sub.add_parser("prune", help="prune a trained model with SMOEA")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true")
+    from smoea.pipeline import add_prune_flags
+
+    add_prune_flags(p)
+
+    p = sub.add_parser("evaluate", help="test accuracy, parameters and MACs of a model file")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse flags; values from --config fill in what the command line leaves out."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None):
+        from smoea.config import read_config_file
+
+        values = read_config_file(args.config)
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        known = {a.dest for a in sub._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SmoeaError(f"--config {args.config}: unknown keys {', '.join(unknown)}")
+        sub.set_defaults(**values)
+        args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        handler = {"train": cmd_train, "prune": cmd_prune, "evaluate": cmd_evaluate}[args.command]
+        handler(args)
+        return 0
+    except SmoeaError as exc:
+        print(f"smoea: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smoea: interrupted", file=sys.stderr)
+        return 130
+
+
+def _need_data(args) -> None:
+    if not args.data and not args.download:
+        raise SmoeaError("--data is required (a data directory or a .tar.gz archive)")
+
+
+def _splits(args):
+    from smoea.data import load_splits
+
+    _need_data(args)
+    return load_splits(
+        args.dataset, args.data or "data", args.val_size, args.seed, args.download, args.cache_dir
+    )
+
+
+def _guard_out(out: Path, force: bool) -> None:
+    """Never overwrite a finished run without --force."""
+    if (out / "model.pt").exists() and not force:
+        raise SmoeaError(f"{out} already holds a finished run; pass --force to overwrite it")
+    if out.exists() and not out.is_dir():
+        raise SmoeaError(f"--out {out} exists and is not a directory")
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+
+
+def cmd_train(args) -> None:
+    from smoea.checkpoint import save_model
+    from smoea.device import resolve_device
+    from smoea.models import build_model, make_arch
+    from smoea.report import model_counts, versions
+    from smoea.train import TrainConfig, evaluate, train
+
+    out = Path(args.out)
+    _guard_out(out, args.force)
+    device = resolve_device(args.device)
+    splits = _splits(args)
+    c, h, w = splits.image_shape
+    arch = make_arch(args.model, args.width, splits.num_classes, c, h)
+    torch.manual_seed(args.seed)
+    model = build_model(arch)
+    cfg = TrainConfig(
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def progress(record: dict) -> None:
+        print(json.dumps(record), file=sys.stderr)
+
+    history = train(model, splits, cfg, device, args.seed, on_epoch=progress)
+    seconds = time.perf_counter() - start
+    test = evaluate(model, splits.test, splits, device)
+    counts = model_counts(model, splits.image_shape)
+    extra = {"normalize": {"mean": splits.mean, "std": splits.std}, "classes": splits.classes}
+    save_model(out / "model.pt", model, arch, extra)
+    _write_json(
+        out / "train.json",
+        {
+            "command": "smoea " + shlex.join(sys.argv[1:]),
+            "arch": arch,
+            "config": cfg.as_dict(),
+            "seed": args.seed,
+            "history": history,
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+            **counts,
+            "seconds": seconds,
+            "device": str(device),
+            "versions": versions(),
+        },
+    )
+    print(
+        f"test accuracy {test['accuracy']:.4f}  params {counts['params']:,}  "
+        f"MACs {counts['macs']:,}  -> {out / 'model.pt'}"
+    )
+
+
+def cmd_prune(args) -> None:
+    from smoea import pipeline
+    from smoea.checkpoint import load_record, model_from_record, save_model
+    from smoea.device import resolve_device
+    from smoea.report import check_compatible, plot_report, versions
+
+    config = pipeline.config_from_args(args)
+    config.validate()
+    out = Path(args.out)
+    _guard_out(out, args.force)
+    device = resolve_device(args.device)
+    record = load_record(args.checkpoint, args.trust_checkpoint)
+    model = model_from_record(record, args.checkpoint)
+    splits = _splits(args)
+    check_compatible(record, splits, args.checkpoint)
+    if "normalize" in record:
+        splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
+    start = time.perf_counter()
+    model, report = pipeline.prune(
+        model,
+        splits.train,
+        splits.val,
+        config,
+        device,
+        splits.mean,
+        splits.std,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    seconds = time.perf_counter() - start
+    # The test split is read only now, for the reported figures.
+    baseline = model_from_record(record, args.checkpoint)
+    report = {
+        "command": "smoea " + shlex.join(sys.argv[1:]) if argv_is_cli() else "smoea prune",
+        "baseline": _figures(baseline, splits, device),
+        "pruned": _figures(model, splits, device),
+        **report,
+        "wall_seconds": seconds,
+        "device": str(device),
+        "versions": versions(),
+    }
+    report["params_ratio"] = report["pruned"]["params"] / report["baseline"]["params"]
+    report["macs_ratio"] = report["pruned"]["macs"] / report["baseline"]["macs"]
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "report.json", report)
+    plot_report(report, out)
+    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
+    save_model(out / "model.pt", model, record.get("arch"), extra)
+    b, p = report["baseline"], report["pruned"]
+    print(
+        f"baseline {b['test_accuracy']:.4f} -> pruned {p['test_accuracy']:.4f}  params "
+        f"{p['params']:,} ({report['params_ratio']:.2%})  MACs {p['macs']:,} "
+        f"({report['macs_ratio']:.2%})  -> {out / 'model.pt'}"
+    )
+
+
+def argv_is_cli() -> bool:
+    return Path(sys.argv[0]).name in ("smoea", "__main__.py", "cli.py")
+
+
+def _figures(model, splits, device) -> dict:
+    from smoea.report import model_counts
+    from smoea.train import evaluate
+
+    result = evaluate(model, splits.test, splits, device)
+    return {"test_accuracy": result["accuracy"], **model_counts(model, splits.image_shape)}
+
+
+def cmd_evaluate(args) -> None:
+    from smoea.checkpoint import load_record, model_from_record
+    from smoea.device import resolve_device
+    from smoea.report import check_compatible, model_counts
+    from smoea.train import evaluate
+
+    device = resolve_device(args.device)
+    record = load_record(args.checkpoint, args.trust_checkpoint)
+    model = model_from_record(record, args.checkpoint)
+    splits = _splits(args)
+    check_compatible(record, splits, args.checkpoint)
+    splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
+    result = evaluate(model, splits.test, splits, device)
+    counts = model_counts(model, splits.image_shape)
+    obj = {"test_accuracy": result["accuracy"], "test_loss": result["loss"], **counts}
+    if args.json:
+        print(json.dumps(obj))
+    else:
+        print(
+            f"test accuracy {obj['test_accuracy']:.4f}  params {obj['params']:,}  "
+            f"MACs {obj['macs']:,}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The progressive SMOEA loop: search each group on its sub-network, remove, fine-tune, report."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from smoea.data import Splits, TensorData, channel_stats, draw_subset, normalize
+from smoea.errors import SmoeaError
+from smoea.search import Genome, GroupProblem, SubnetEvaluator, run_nsga2
+from smoea.select import RULES, choose, fit_to_budget
+from smoea.structure import Structure, default_groups, parse_groups, split_at
+from smoea.train import TrainConfig, train
+
+BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0}
+OBJECTIVES = ("error", "loss")
+
+
+@dataclass
+class PruneConfig:
+    """Everything that steers one SMOEA run; defaults chosen by measurement (see README)."""
+
+    target_params: float | None = 0.1656
+    groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
+    pop_size: int = 32
+    generations: int = 20
+    search_size: int = 1000
+    objective: str = "error"
+    select: str = "target"
+    tolerance: float = 0.01
+    budget: str = "proportional"
+    min_keep: float = 0.05
+    eval_batch_size: int = 500
+    seed: int = 0
+    finetune: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=1, lr=0.01, schedule="cosine")
+    )
+    final: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=5, lr=0.01, schedule="cosine")
+    )
+
+    def validate(self) -> None:
+        if self.target_params is not None and not 0 < self.target_params <= 1:
+            raise SmoeaError(f"--target-params must be in (0, 1], got {self.target_params}")
+        if self.objective not in OBJECTIVES:
+            raise SmoeaError(f"unknown --objective {self.objective!r}; choose error or loss")
+        if self.select not in RULES:
+            raise SmoeaError(f"unknown --select {self.select!r}; choose one of {', '.join(RULES)}")
+        if self.select == "target" and self.target_params is None:
+            raise SmoeaError("--select target needs --target-params")
+        if self.budget not in BUDGET_RULES:
+            raise SmoeaError(f"unknown --budget {self.budget!r}; choose {', '.join(BUDGET_RULES)}")
+        if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
+            raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
+        if not 0 <= self.min_keep < 1:
+            raise SmoeaError(f"--min-keep must be in [0, 1), got {self.min_keep}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def prune(
+    model: nn.Module,
+    train_data: TensorData,
+    val_data: TensorData,
+    config: PruneConfig | None = None,
+    device: torch.device | str | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, dict]:
+    """Prune `model` in place with SMOEA; returns it and the report.
+
+    Works for any CNN that Torch-Pruning can trace. Data are uint8 images (N, C, H, W); the
+    search set is drawn from `val_data`. No test data enters: report test figures afterwards.
+    """
+    config = config or PruneConfig()
+    config.validate()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if mean is None or std is None:
+        mean, std = channel_stats(train_data.x)
+    splits = Splits(train_data, val_data, None, [], mean, std)
+    model.to(device).eval()
+    return _Run(model, splits, config, device, log).execute()
+
+
+class _Run:
+    """State of one progressive run; each method is one step of the loop."""
+
+    def __init__(self, model, splits: Splits, config: PruneConfig, device, log):
+        self.model, self.splits, self.cfg, self.device, self.log = (
+            model,
+            splits,
+            config,
+            device,
+            log,
+        )
+        self.example = torch.zeros(1, *splits.train.x.shape[1:], device=device)
+        first = Structure(model, self.example)
+        full = first.units_per_layer
+        self.original = {w: float(first.count(full, w)[0]) for w in ("params", "macs")}
+        self.groups = (
+            parse_groups(config.groups, len(first.layers))
+            if config.groups
+            else default_groups(first)
+        )
+        self.min_keep = [max(1, math.ceil(config.min_keep * u)) for u in full]
+        self._check_target(first)
+        search = draw_subset(splits.val, config.search_size, config.seed)
+        self.search_x = search.x.to(device)
+        self.search_y = search.y.to(device)
+        self.report: dict = {
+            "config": config.as_dict(),
+            "seed": config.seed,
+            "groups": [],
+            "original": self.original,
+            "filters_before": full.tolist(),
+        }
+
+    def _check_target(self, s: Structure) -> None:
+        r = self.cfg.target_params
+        if r is None:
+            return
+        floor = s.count(np.array(self.min_keep), "params")[0] / self.original["params"]
+        if floor > r:
+            raise SmoeaError(
+                f"--target-params {r} is below {floor:.4f}, the smallest model the "
+                f"per-layer minimum (--min-keep {self.cfg.min_keep}) allows"
+            )
+
+    def execute(self) -> tuple[nn.Module, dict]:
+        start = time.perf_counter()
+        for g, layers in enumerate(self.groups):
+            self._stage(g, layers)
+            if g < len(self.groups) - 1 and self.cfg.finetune.epochs > 0:
+                self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}")
+        if self.cfg.final.epochs > 0:
+            self.report["final_finetune"] = self._finetune(self.cfg.final, "final fine-tune")
+        s = Structure(self.model, self.example)
+        kept = s.units_per_layer
+        self.report.update(
+            filters_after=kept.tolist(),
+            params_ratio=float(s.count(kept, "params")[0] / self.original["params"]),
+            macs_ratio=float(s.count(kept, "macs")[0] / self.original["macs"]),
+            search_seconds=sum(gr["seconds"] for gr in self.report["groups"]),
+            total_seconds=time.perf_counter() - start,
+        )
+        return self.model.eval(), self.report
+
+    def _stage(self, g: int, layers: list[int]) -> None:
+        s = Structure(self.model, self.example)
+        base = s.units_per_layer
+        genome = Genome(layers, [int(base[i]) for i in layers], [self.min_keep[i] for i in layers])
+        budget = self._budget(s, g)
+        evaluator = self._evaluator(s, genome)
+        problem = GroupProblem(evaluator, base, self.original["params"], budget)
+        l1 = [s.l1_norms(i) for i in layers]
+        desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
+        result = run_nsga2(
+            problem, l1, self.cfg.pop_size, self.cfg.generations, self.cfg.seed + g, desc
+        )
+        pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance)
+        x = result.X[pick]
+        if budget is not None:
+            x = self._fit(problem, genome, x, l1, budget)
+        chosen = [float(evaluator(x[None])[0]), float(problem.f2(x[None])[0])]
+        s.remove(genome.split(x))
+        self.report["groups"].append(
+            {
+                "layers": [i + 1 for i in layers],
+                "filters_before": genome.units,
+                "filters_after": [int(m.sum()) for m in genome.split(x).values()],
+                "budget": budget,
+                "front": result.F.tolist(),
+                "chosen": chosen,
+                "evaluations": result.evaluations,
+                "seconds": result.seconds,
+                "evaluations_per_second": result.evaluations / max(result.seconds, 1e-9),
+            }
+        )
+        self.log(
+            f"{desc}: error {chosen[0]:.4f} on the search set, params {chosen[1]:.4f}, "
+            f"{result.evaluations} evaluations in {result.seconds:.1f}s"
+        )
+
+    def _fit(self, problem, genome, x, l1, budget: float):
+        """Keep the choice within the budget and above r - 0.01: later groups only remove, so
+        a group that overshot would leave the final model below the target window."""
+        floor = self.cfg.target_params - 0.01
+        order = [np.argsort(-n, kind="stable") for n in l1]
+        return fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
+
+    def _budget(self, s: Structure, g: int) -> float | None:
+        """Whole-model parameter fraction allowed after group g (see README: budget rules)."""
+        r = self.cfg.target_params
+        if r is None:
+            return None
+        full = s.units_per_layer
+        now = s.count(full, "params")[0] / self.original["params"]
+        if g == len(self.groups) - 1:
+            return r
+        masses = []
+        for layers in self.groups[g:]:
+            kept = full.copy()
+            kept[layers] = [self.min_keep[i] for i in layers]
+            masses.append(now - s.count(kept, "params")[0] / self.original["params"])
+        need = max(0.0, now - r)
+        power = BUDGET_RULES[self.cfg.budget]
+        weights = np.array(masses) ** power
+        share = need * weights[0] / max(weights.sum(), 1e-12)
+        share = max(share, need - sum(masses[1:]))  # what later groups cannot remove
+        return float(now - min(share, masses[0]))
+
+    def _evaluator(self, s: Structure, genome: Genome) -> SubnetEvaluator:
+        prefix, suffix = split_at(self.model, s.layers[genome.layers[0]].conv)
+        feats = []
+        with torch.inference_mode():
+            for start in range(0, len(self.search_y), self.cfg.eval_batch_size):
+                x = self.search_x[start : start + self.cfg.eval_batch_size]
+                feats.append(prefix(normalize(x, self.splits.mean, self.splits.std)))
+        features = torch.cat(feats).contiguous(memory_format=torch.channels_last)
+        return SubnetEvaluator(
+            s, genome, suffix, features, self.search_y, self.cfg.objective, self.cfg.eval_batch_size
+        )
+
+    def _finetune(self, cfg: TrainConfig, desc: str) -> dict:
+        start = time.perf_counter()
+        history = train(self.model, self.splits, cfg, self.device, self.cfg.seed, desc=desc)
+        self.model.eval()
+        return {
+            "epochs": cfg.epochs,
+            "seconds": time.perf_counter() - start,
+            "val_accuracy": history[-1]["val_accuracy"] if history else None,
+        }
+
+
+# ---- command line ------------------------------------------------------------------------
+
+
+def add_prune_flags(p: argparse.ArgumentParser) -> None:
+    d = PruneConfig()
+    p.add_argument(
+        "--target-params",
+        type=float,
+        default=d.target_params,
+        help="fraction of the original parameters to keep (default 0.1656)",
+    )
+    p.add_argument("--groups", default=None, help="e.g. 1-2,3-4,5-7 (default: one per stage)")
+    p.add_argument("--pop-size", type=int, default=d.pop_size)
+    p.add_argument("--generations", type=int, default=d.generations)
+    p.add_argument(
+        "--search-size",
+        type=int,
+        default=d.search_size,
+        help="images in the search set, drawn from the validation split",
+    )
+    p.add_argument("--objective", default=d.objective, help="error | loss")
+    p.add_argument("--select", default=d.select, help="target | tolerance | knee")
+    p.add_argument("--tolerance", type=float, default=d.tolerance)
+    p.add_argument("--budget", default=d.budget, help="proportional | heavy-late")
+    p.add_argument(
+        "--min-keep",
+        type=float,
+        default=d.min_keep,
+        help="smallest fraction of filters any layer keeps",
+    )
+    p.add_argument("--finetune-epochs", type=int, default=d.finetune.epochs)
+    p.add_argument("--finetune-lr", type=float, default=d.finetune.lr)
+    p.add_argument("--final-epochs", type=int, default=d.final.epochs)
+    p.add_argument("--final-lr", type=float, default=d.final.lr)
+    p.add_argument("--batch-size", type=int, default=128)
+
+
+def config_from_args(args: argparse.Namespace) -> PruneConfig:
+    def tune(epochs, lr):
+        return TrainConfig(epochs=epochs, lr=lr, batch_size=args.batch_size, schedule="cosine")
+
+    return PruneConfig(
+        target_params=args.target_params,
+        groups=args.groups,
+        pop_size=args.pop_size,
+        generations=args.generations,
+        search_size=args.search_size,
+        objective=args.objective,
+        select=args.select,
+        tolerance=args.tolerance,
+        budget=args.budget,
+        min_keep=args.min_keep,
+        seed=args.seed,
+        finetune=tune(args.finetune_epochs, args.finetune_lr),
+        final=tune(args.final_epochs, args.final_lr),
+    )

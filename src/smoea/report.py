@@ -1,0 +1,97 @@
+"""Counts, versions, compatibility checks and plots for reports."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from smoea.errors import SmoeaError
+
+
+def model_counts(model: nn.Module, image_shape: tuple[int, int, int]) -> dict:
+    """Parameters and MACs from Torch-Pruning's counter: one counter for every method."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, *image_shape, device=device))
+    model.train(was_training)
+    return {"params": int(params), "macs": int(macs)}
+
+
+def versions() -> dict:
+    import numpy
+    import pymoo
+
+    import smoea
+
+    return {
+        "smoea": smoea.__version__,
+        "torch": torch.__version__,
+        "torch_pruning": tp.__version__,
+        "pymoo": pymoo.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def check_compatible(record: dict, splits, path) -> None:
+    """A data set must match the checkpoint's classes and image shape."""
+    arch = record.get("arch")
+    if arch is None:
+        return
+    c, h, _ = splits.image_shape
+    if arch["num_classes"] != splits.num_classes:
+        raise SmoeaError(
+            f"checkpoint {path} has {arch['num_classes']} classes but the data set "
+            f"has {splits.num_classes}"
+        )
+    if arch["in_channels"] != c or arch["image_size"] != h:
+        raise SmoeaError(
+            f"checkpoint {path} expects {arch['in_channels']}x{arch['image_size']}px "
+            f"images but the data set has {c}x{h}px"
+        )
+
+
+def plot_report(report: dict, out) -> None:
+    """fronts.png (each group's front, chosen point marked) and filters.png (per layer)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = report["groups"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        front = [tuple(p) for p in group["front"]]
+        if front:
+            f1, f2 = zip(*front)
+            ax.scatter(f2, f1, s=12, label="front")
+        ax.scatter(
+            [group["chosen"][1]], [group["chosen"][0]], marker="*", s=120, c="red", label="chosen"
+        )
+        ax.set_title(f"conv {group['layers'][0]}-{group['layers'][-1]}")
+        ax.set_xlabel("params (fraction)")
+        ax.set_ylabel("search-set error")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(f"{out}/fronts.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    before, after = report["filters_before"], report["filters_after"]
+    idx = range(1, len(before) + 1)
+    ax.bar([i - 0.2 for i in idx], before, width=0.4, label="before")
+    ax.bar([i + 0.2 for i in idx], after, width=0.4, label="after")
+    ax.set_xlabel("conv layer")
+    ax.set_ylabel("filters")
+    ax.set_xticks(list(idx))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(f"{out}/filters.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,255 @@
+"""One SMOEA stage: binary NSGA-II (pymoo) over the units of a group, scored on its sub-network."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.callback import Callback
+from pymoo.core.problem import Problem
+from pymoo.core.repair import Repair
+from pymoo.core.sampling import Sampling
+from pymoo.operators.crossover.ux import UniformCrossover
+from pymoo.operators.mutation.bitflip import BitflipMutation
+from pymoo.optimize import minimize
+from tqdm import tqdm
+
+from smoea.structure import Structure
+from smoea.train import autocast
+
+
+@dataclass
+class Genome:
+    """How a group's decision vector maps onto layers: layer i owns bits [start, start+units)."""
+
+    layers: list[int]
+    units: list[int]
+    min_keep: list[int]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.units)])
+
+    @property
+    def n_var(self) -> int:
+        return int(sum(self.units))
+
+    def split(self, x: np.ndarray) -> dict[int, np.ndarray]:
+        """One decision vector to {layer index: keep mask}."""
+        o = self.offsets
+        return {layer: x[o[j] : o[j + 1]] for j, layer in enumerate(self.layers)}
+
+    def kept(self, X: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """Units kept per layer of the whole model for each row of X (others as in `base`)."""
+        K = np.repeat(base[None, :], len(X), axis=0)
+        o = self.offsets
+        for j, layer in enumerate(self.layers):
+            K[:, layer] = X[:, o[j] : o[j + 1]].sum(1)
+        return K
+
+
+class SubnetEvaluator:
+    """f1 of candidate masks: run only the sub-network, on features computed once per group."""
+
+    def __init__(
+        self,
+        structure: Structure,
+        genome: Genome,
+        suffix: nn.Module,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        objective: str = "error",
+        batch_size: int = 500,
+    ):
+        self.structure, self.genome, self.suffix = structure, genome, suffix
+        self.features, self.labels = features, labels
+        self.objective, self.batch_size = objective, batch_size
+        self.cache: dict[bytes, float] = {}
+        self.evaluations = 0
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """f1 for every row; masks seen before come from the cache."""
+        keys = [np.packbits(x).tobytes() for x in X]
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        todo = [i for k, i in first.items() if k not in self.cache]
+        if todo:
+            values = self._evaluate(X[todo])
+            for i, v in zip(todo, values):
+                self.cache[keys[i]] = float(v)
+        return np.array([self.cache[k] for k in keys])
+
+    @torch.inference_mode()
+    def _evaluate(self, X: np.ndarray) -> np.ndarray:
+        results = []
+        with self.structure.masking():
+            for x in X:
+                self.structure.set_masks(self.genome.split(x))
+                results.append(self._score())
+        self.evaluations += len(X)
+        return torch.stack(results).cpu().numpy()  # one host sync per population
+
+    def _score(self) -> torch.Tensor:
+        total = torch.zeros((), device=self.features.device)
+        for start in range(0, len(self.labels), self.batch_size):
+            x = self.features[start : start + self.batch_size]
+            y = self.labels[start : start + self.batch_size]
+            with autocast(x.device):
+                logits = self.suffix(x).float()
+            if self.objective == "loss":
+                total += F.cross_entropy(logits, y, reduction="sum")
+            else:
+                total += (logits.argmax(1) != y).sum()
+        return total / len(self.labels)
+
+
+class GroupProblem(Problem):
+    """Minimise (f1, f2) over the group's bits; with a budget, f2 <= budget is a constraint."""
+
+    def __init__(
+        self,
+        evaluator: SubnetEvaluator,
+        base_kept: np.ndarray,
+        original: float,
+        budget: float | None,
+    ):
+        self.evaluator, self.base_kept = evaluator, base_kept
+        self.original, self.budget = original, budget
+        n_constr = 0 if budget is None else 1
+        super().__init__(
+            n_var=evaluator.genome.n_var, n_obj=2, n_ieq_constr=n_constr, xl=0, xu=1, vtype=bool
+        )
+
+    def f2(self, X: np.ndarray) -> np.ndarray:
+        kept = self.evaluator.genome.kept(X, self.base_kept)
+        return self.evaluator.structure.count(kept, "params") / self.original
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        X = X.astype(bool)
+        f2 = self.f2(X)
+        out["F"] = np.column_stack([self.evaluator(X), f2])
+        if self.budget is not None:
+            out["G"] = (f2 - self.budget)[:, None]
+
+
+class SeededSampling(Sampling):
+    """Keep-all, L1 top-k masks for k spread over the allowed range, and random masks."""
+
+    def __init__(self, genome: Genome, l1: list[np.ndarray]):
+        super().__init__()
+        self.genome, self.l1 = genome, l1
+
+    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
+        g = self.genome
+        X = np.zeros((n_samples, g.n_var), dtype=bool)
+        X[0] = True
+        n_l1 = max(1, (n_samples - 1) // 2)
+        for row, ratio in enumerate(np.linspace(0.0, 1.0, n_l1, endpoint=False), start=1):
+            X[row] = self._top_k(ratio)
+        for row in range(1 + n_l1, n_samples):
+            X[row] = random_state.random(g.n_var) < random_state.uniform(0.05, 1.0)
+        return X
+
+    def _top_k(self, ratio: float) -> np.ndarray:
+        parts = []
+        for units, low, norms in zip(self.genome.units, self.genome.min_keep, self.l1):
+            k = int(round(low + ratio * (units - low)))
+            keep = np.zeros(units, dtype=bool)
+            keep[np.argsort(-norms, kind="stable")[:k]] = True
+            parts.append(keep)
+        return np.concatenate(parts)
+
+
+class MinKeepRepair(Repair):
+    """Keep at least the minimum number of units in every layer (the largest-L1 ones)."""
+
+    def __init__(self, genome: Genome, l1: list[np.ndarray]):
+        super().__init__()
+        self.genome = genome
+        self.order = [np.argsort(-n, kind="stable") for n in l1]
+
+    def _do(self, problem, X, **kwargs):
+        return repair_min_keep(np.asarray(X, dtype=bool), self.genome, self.order)
+
+
+def repair_min_keep(X: np.ndarray, genome: Genome, order: list[np.ndarray]) -> np.ndarray:
+    X = X.copy()
+    o = genome.offsets
+    for j, low in enumerate(genome.min_keep):
+        block = X[:, o[j] : o[j + 1]]
+        for row in np.flatnonzero(block.sum(1) < low):
+            missing = low - block[row].sum()
+            candidates = [u for u in order[j] if not block[row, u]][:missing]
+            block[row, candidates] = True
+        X[:, o[j] : o[j + 1]] = block
+    return X
+
+
+@dataclass
+class SearchResult:
+    X: np.ndarray  # final non-dominated decision vectors (bool)
+    F: np.ndarray  # their (f1, f2)
+    evaluations: int
+    seconds: float
+
+
+class _Progress(Callback):
+    def __init__(self, bar: tqdm):
+        super().__init__()
+        self.bar = bar
+
+    def notify(self, algorithm):
+        F = algorithm.opt.get("F")
+        if F is not None and len(F):
+            self.bar.set_postfix(best_f1=f"{F[:, 0].min():.4f}", front=len(F))
+        self.bar.update(1)
+
+
+def run_nsga2(
+    problem: GroupProblem,
+    l1: list[np.ndarray],
+    pop_size: int,
+    generations: int,
+    seed: int,
+    desc: str = "search",
+) -> SearchResult:
+    """NSGA-II over bits with the binary operators passed explicitly, seeded through minimize."""
+    genome = problem.evaluator.genome
+    algorithm = NSGA2(
+        pop_size=pop_size,
+        sampling=SeededSampling(genome, l1),
+        crossover=UniformCrossover(),
+        mutation=BitflipMutation(prob=1.0, prob_var=min(0.5, 1.0 / genome.n_var)),
+        repair=MinKeepRepair(genome, l1),
+        eliminate_duplicates=True,
+    )
+    start = time.perf_counter()
+    with tqdm(total=generations, desc=desc, leave=False, dynamic_ncols=True) as bar:
+        res = minimize(
+            problem,
+            algorithm,
+            ("n_gen", generations),
+            seed=seed,
+            callback=_Progress(bar),
+            verbose=False,
+        )
+    seconds = time.perf_counter() - start
+    X, F = _front(res)
+    return SearchResult(X, F, problem.evaluator.evaluations, seconds)
+
+
+def _front(res) -> tuple[np.ndarray, np.ndarray]:
+    """The final non-dominated set; if nothing met the budget, the least-violating candidates."""
+    if res.X is not None:
+        X, F = np.atleast_2d(res.X).astype(bool), np.atleast_2d(res.F)
+    else:
+        pop = res.pop
+        cv = pop.get("CV").ravel()
+        best = cv <= cv.min() + 1e-12
+        X, F = pop.get("X")[best].astype(bool), pop.get("F")[best]
+    order = np.lexsort((F[:, 0], F[:, 1]))
+    return X[order], F[order]

@@ -1,0 +1,318 @@
+"""Units, layers and groups of a CNN: masking, exact counting from masks, and physical removal.
+
+A *layer* is one Torch-Pruning coupled group rooted at a convolution; its *units* are the root's
+output channels (with everything coupled to them). Masking zeroes a unit's channel after its
+BatchNorm, which computes the same logits as removing the unit (tests prove it).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from smoea.errors import SmoeaError
+
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+
+
+@dataclass
+class Layer:
+    """One prunable decision layer: a root convolution and the modules masked for it."""
+
+    index: int
+    name: str
+    conv: nn.Conv2d
+    units: int
+    mask_modules: list[nn.Module]
+    spatial: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class CountTable:
+    """Parameters and MACs as sums of coef * frac[a] * frac[b] over terms.
+
+    `frac` holds each layer's kept fraction plus a trailing 1 for "no owner", so the counts of a
+    whole population come from one vectorised expression. The coefficients are the
+    Torch-Pruning counter's own per-module figures on the unmasked model.
+    """
+
+    params: np.ndarray  # (T, 3): coef, owner a, owner b
+    macs: np.ndarray
+    units: np.ndarray  # (L,)
+
+    def fractions(self, kept: np.ndarray) -> np.ndarray:
+        kept = np.atleast_2d(kept).astype(np.float64)
+        ones = np.ones((kept.shape[0], 1))
+        return np.concatenate([kept / self.units, ones], axis=1)
+
+    def count(self, kept: np.ndarray, what: str = "params") -> np.ndarray:
+        """Exact counts for each row of `kept` (units kept per layer)."""
+        terms = self.params if what == "params" else self.macs
+        frac = self.fractions(kept)
+        a, b = terms[:, 1].astype(int), terms[:, 2].astype(int)
+        return np.rint(frac[:, a] * frac[:, b] @ terms[:, 0])
+
+
+@dataclass
+class Structure:
+    """The prunable layers of a model and everything computed from them."""
+
+    model: nn.Module
+    example: torch.Tensor
+    layers: list[Layer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.graph = tp.DependencyGraph().build_dependency(self.model, example_inputs=self.example)
+        self.layers = _find_layers(self.model, self.graph)
+        if not self.layers:
+            raise SmoeaError("the model has no prunable convolution")
+        self._masks: list[torch.Tensor | None] = [None] * len(self.layers)
+        _record_spatial(self.model, self.layers, self.example)
+        self.table = _count_table(self)
+
+    @property
+    def units_per_layer(self) -> np.ndarray:
+        return np.array([layer.units for layer in self.layers])
+
+    # ---- masking -------------------------------------------------------------------------
+    def set_masks(self, keep_masks: dict[int, torch.Tensor | np.ndarray] | None) -> None:
+        """Set 0/1 keep masks per layer index; layers left out keep every unit."""
+        self._masks = [None] * len(self.layers)
+        for i, keep in (keep_masks or {}).items():
+            device = self.layers[i].conv.weight.device
+            self._masks[i] = torch.as_tensor(np.asarray(keep), dtype=torch.float32, device=device)
+
+    @contextmanager
+    def masking(self):
+        """While active, forward passes zero the dropped units set by `set_masks`."""
+        handles = []
+        for layer in self.layers:
+            for module in layer.mask_modules:
+                handles.append(module.register_forward_hook(self._hook(layer.index)))
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+            self._masks = [None] * len(self.layers)
+
+    def _hook(self, i: int):
+        def apply(module, inputs, output):
+            mask = self._masks[i]
+            if mask is None:
+                return output
+            shape = (1, -1) + (1,) * (output.dim() - 2)
+            return output * mask.to(output.dtype).view(shape)
+
+        return apply
+
+    # ---- counting ------------------------------------------------------------------------
+    def count(self, kept: np.ndarray, what: str = "params") -> np.ndarray:
+        """Exact whole-model parameters or MACs for rows of kept-units-per-layer."""
+        return self.table.count(kept, what)
+
+    def kept_from_masks(self, keep_masks: dict[int, np.ndarray]) -> np.ndarray:
+        kept = self.units_per_layer.copy()
+        for i, keep in keep_masks.items():
+            kept[i] = int(np.asarray(keep).sum())
+        return kept
+
+    # ---- physical removal ----------------------------------------------------------------
+    def remove(self, keep_masks: dict[int, np.ndarray]) -> None:
+        """Physically remove the dropped units (Torch-Pruning does the channel surgery)."""
+        for i, keep in keep_masks.items():
+            keep = np.asarray(keep, dtype=bool)
+            if not keep.any():
+                raise SmoeaError(f"layer {i + 1} would lose every filter")
+            dropped = np.flatnonzero(~keep).tolist()
+            if dropped:
+                conv = self.layers[i].conv
+                group = self.graph.get_pruning_group(conv, tp.prune_conv_out_channels, dropped)
+                group.prune()
+
+    # ---- layer importance ----------------------------------------------------------------
+    def l1_norms(self, i: int) -> np.ndarray:
+        """L1 norm of each filter of layer i (ranks units for seeding and repair)."""
+        w = self.layers[i].conv.weight.detach()
+        return w.abs().flatten(1).sum(1).cpu().numpy()
+
+
+def _find_layers(model: nn.Module, graph: tp.DependencyGraph) -> list[Layer]:
+    """Each non-depthwise Conv2d that roots a coupled group not claimed by an earlier conv."""
+    names = {m: n for n, m in model.named_modules()}
+    claimed: set[nn.Module] = set()
+    layers: list[Layer] = []
+    for module in model.modules():
+        if not isinstance(module, nn.Conv2d) or module in claimed:
+            continue
+        if module.groups > 1:  # depthwise convs follow the group of the conv before them
+            continue
+        group = graph.get_pruning_group(
+            module, tp.prune_conv_out_channels, list(range(module.out_channels))
+        )
+        outs = [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)]
+        claimed.update(m for m in outs if isinstance(m, nn.Module))
+        if any(_is_output_layer(model, m) for m in outs):
+            continue
+        mask_modules = _mask_modules(outs)
+        layers.append(Layer(len(layers), names[module], module, module.out_channels, mask_modules))
+    return layers
+
+
+def _mask_modules(outs: list) -> list[nn.Module]:
+    """Zero after the normalisation when there is one, else after the convolution itself."""
+    modules = [m for m in outs if isinstance(m, nn.Module)]
+    norms = [m for m in modules if isinstance(m, NORM_TYPES)]
+    convs = [m for m in modules if isinstance(m, nn.Conv2d)]
+    normed_convs = len(norms)
+    return norms + convs[normed_convs:] if norms else convs
+
+
+def _is_output_layer(model: nn.Module, module: nn.Module) -> bool:
+    last = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    return module is last
+
+
+def _record_spatial(model: nn.Module, layers: list[Layer], example: torch.Tensor) -> None:
+    handles = []
+    for layer in layers:
+
+        def hook(module, inputs, output, layer=layer):
+            layer.spatial = tuple(output.shape[-2:])
+
+        handles.append(layer.conv.register_forward_hook(hook))
+    with torch.no_grad():
+        model(example)
+    for h in handles:
+        h.remove()
+
+
+def default_groups(structure: Structure) -> list[list[int]]:
+    """One group per spatial stage: consecutive layers with the same output resolution."""
+    groups: list[list[int]] = []
+    for layer in structure.layers:
+        if groups and structure.layers[groups[-1][-1]].spatial == layer.spatial:
+            groups[-1].append(layer.index)
+        else:
+            groups.append([layer.index])
+    return groups
+
+
+def parse_groups(text: str, n_layers: int) -> list[list[int]]:
+    """`1-2,3-4,5-7` (conv layers numbered from 1) to lists of 0-based layer indices."""
+    groups = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            lo, _, hi = part.partition("-")
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise SmoeaError(f"--groups: cannot read {part!r}; write ranges like 1-2,3-4") from None
+        if not 1 <= first <= last <= n_layers:
+            raise SmoeaError(f"--groups: {part!r} names layers outside 1-{n_layers}")
+        groups.append(list(range(first - 1, last)))
+    if not groups:
+        raise SmoeaError("--groups is empty; give ranges like 1-2,3-4")
+    flat = [i for g in groups for i in g]
+    if len(flat) != len(set(flat)):
+        raise SmoeaError("--groups: a layer appears in more than one group")
+    return groups
+
+
+# ---- exact counting ----------------------------------------------------------------------
+
+
+def _count_table(s: Structure) -> CountTable:
+    """Decompose the counter's per-module figures into terms owned by layers' kept fractions."""
+    _, _, layer_macs, layer_params = tp.utils.count_ops_and_params(
+        s.model, s.example, layer_wise=True
+    )
+    out_owner, in_owner = _owners(s)
+    none = len(s.layers)
+    p_terms, m_terms = [], []
+    for module in s.model.modules():
+        if next(module.children(), None) is not None:
+            continue
+        macs, params = int(layer_macs.get(module) or 0), int(layer_params.get(module) or 0)
+        a = in_owner.get(module, none)
+        b = out_owner.get(module, none)
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and not _depthwise(module):
+            bias = module.bias.numel() if module.bias is not None else 0
+            bias_macs = macs // (module.weight[0].numel() + 1) if bias else 0
+            p_terms += [(params - bias, a, b), (bias, none, b)]
+            m_terms += [(macs - bias_macs, a, b), (bias_macs, none, b)]
+        elif isinstance(module, (nn.Conv2d, *NORM_TYPES)):
+            owner = b if b != none else a
+            p_terms.append((params, none, owner))
+            m_terms.append((macs, none, owner))
+        else:
+            p_terms.append((params, a, none))
+            m_terms.append((macs, a, none))
+    as_array = lambda t: np.array([x for x in t if x[0]], dtype=np.float64).reshape(-1, 3)  # noqa: E731
+    return CountTable(as_array(p_terms), as_array(m_terms), s.units_per_layer.astype(np.float64))
+
+
+def _depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1
+
+
+def _owners(s: Structure) -> tuple[dict, dict]:
+    """Which layer's units each module's output and input channels belong to."""
+    out_owner, in_owner = {}, {}
+    for layer in s.layers:
+        group = s.graph.get_pruning_group(layer.conv, tp.prune_conv_out_channels, [0])
+        for dep, _ in group:
+            module = dep.target.module
+            if not isinstance(module, nn.Module):
+                continue
+            if s.graph.is_out_channel_pruning_fn(dep.handler):
+                out_owner.setdefault(module, layer.index)
+            else:
+                in_owner.setdefault(module, layer.index)
+    _tag_elementwise_inputs(s, in_owner)
+    return out_owner, in_owner
+
+
+def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> None:
+    """Parameter-free modules (ReLU, pooling) belong to the layer whose mask zeroes their input."""
+    leaves = [m for m in s.model.modules() if next(m.children(), None) is None]
+    zero_inputs: dict[nn.Module, bool] = {}
+
+    def pre_hook(module, inputs):
+        x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        zero_inputs[module] = x is not None and not bool(x.abs().sum())
+
+    example = torch.randn(2, *s.example.shape[1:], device=s.example.device)
+    handles = [m.register_forward_pre_hook(pre_hook) for m in leaves]
+    try:
+        with s.masking(), torch.no_grad():
+            for layer in s.layers:
+                s.set_masks({layer.index: np.zeros(layer.units)})
+                zero_inputs.clear()
+                s.model(example)
+                for module, is_zero in zero_inputs.items():
+                    if is_zero:
+                        in_owner.setdefault(module, layer.index)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def split_at(model: nn.Module, module: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(prefix, rest) of a Sequential model at the top-level child holding `module`.
+
+    The prefix's output on the search set is computed once per group; candidates then run the
+    rest alone. A model that is not a Sequential runs whole (prefix is the identity).
+    """
+    if isinstance(model, nn.Sequential):
+        for i, child in enumerate(model):
+            if child is module or any(m is module for m in child.modules()):
+                return model[:i], model[i:]
+    return nn.Identity(), model

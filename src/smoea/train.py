@@ -1,0 +1,146 @@
+"""One SGD loop for training a baseline and for fine-tuning a pruned model, plus evaluation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from smoea.data import Splits, TensorData, batches
+from smoea.errors import SmoeaError
+
+
+@dataclass
+class TrainConfig:
+    """SGD with Nesterov momentum; `lr` is the peak rate of the schedule."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # onecycle | cosine
+    label_smoothing: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrainingDiverged(SmoeaError):
+    """The loss became NaN or infinite; the model holds its last good weights."""
+
+
+def autocast(device: torch.device):
+    """bf16 mixed precision on a GPU, plain float32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(1, steps))
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    raise SmoeaError(f"unknown schedule {cfg.schedule!r}; choose onecycle or cosine")
+
+
+def train(
+    model: nn.Module,
+    splits: Splits,
+    cfg: TrainConfig,
+    device: torch.device,
+    seed: int = 0,
+    desc: str = "train",
+    on_epoch: Callable[[dict], None] | None = None,
+    start_epoch: int = 0,
+) -> list[dict]:
+    """Train in place; returns one record per epoch (loss, train and validation accuracy, time)."""
+    model.to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+        weight_decay=cfg.weight_decay,
+    )
+    steps_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
+    sched = make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
+    for _ in range(start_epoch * steps_per_epoch):
+        sched.step()
+    history = []
+    for epoch in range(start_epoch, cfg.epochs):
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        record = _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
+        record["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    return history
+
+
+def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch) -> dict:
+    model.train()
+    last_good = copy.deepcopy(model.state_dict())
+    start, loss_sum, correct, seen = time.perf_counter(), torch.zeros(()), torch.zeros(()), 0
+    bar = tqdm(
+        batches(splits.train, cfg.batch_size, splits.mean, splits.std, device, generator),
+        total=math.ceil(len(splits.train) / cfg.batch_size),
+        desc=f"{desc} {epoch + 1}/{cfg.epochs}",
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for step, (x, y) in enumerate(bar):
+        with autocast(device):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum += loss.detach().cpu() * len(y)
+        correct += (logits.argmax(1) == y).sum().cpu()
+        seen += len(y)
+        if step % 20 == 0:  # one host sync every 20 steps for the bar and the NaN check
+            if not torch.isfinite(loss_sum):
+                model.load_state_dict(last_good)
+                raise TrainingDiverged(
+                    f"{desc}: loss became {loss_sum.item()} in epoch {epoch + 1}; weights rolled "
+                    "back to the last good epoch (lower the learning rate)"
+                )
+            bar.set_postfix(
+                loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}"
+            )
+    if not torch.isfinite(loss_sum):
+        model.load_state_dict(last_good)
+        raise TrainingDiverged(f"{desc}: loss became non-finite in epoch {epoch + 1}; rolled back")
+    return {
+        "epoch": epoch + 1,
+        "loss": loss_sum.item() / seen,
+        "train_accuracy": correct.item() / seen,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, data: TensorData, splits: Splits, device: torch.device, batch_size: int = 500
+) -> dict:
+    """Top-1 accuracy and mean cross-entropy on a split."""
+    model.eval().to(device)
+    loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    for x, y in batches(data, batch_size, splits.mean, splits.std, device):
+        with autocast(device):
+            logits = model(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = max(1, len(data))
+    return {"accuracy": correct.item() / n, "loss": loss.item() / n}
