@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -45,13 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="onecycle", help="onecycle | cosine")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
     p = sub.add_parser("prune", help="prune a trained model with SMOEA")
     _common(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--trust-checkpoint", action="store_true")
-    p.add_argument("--out", required=True)
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--checkpoint")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a model file that holds pickled code (runs code from it)",
+    )
+    p.add_argument("--out")
+    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted prune in DIR")
     from smoea.pipeline import add_prune_flags
 
     add_prune_flags(p)
@@ -82,7 +89,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+_interrupted_hint = [""]
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    _interrupted_hint[0] = ""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         args = parse_args(argv)
         handler = {"train": cmd_train, "prune": cmd_prune, "evaluate": cmd_evaluate}[args.command]
@@ -92,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoea: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("smoea: interrupted", file=sys.stderr)
+        hint = _interrupted_hint[0]
+        resume = f"; the last completed step is saved: resume with {hint}" if hint else ""
+        print(f"\nsmoea: interrupted{resume}", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _need_data(args) -> None:
@@ -119,26 +139,35 @@ def _guard_out(out: Path, force: bool) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
+    """Atomic like the model files: a failed write leaves the previous file as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SmoeaError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+TRAIN_STATE = "train_state.pt"
+PRUNE_STATE = "state.pt"
 
 
 def cmd_train(args) -> None:
-    from smoea.checkpoint import save_model
+    from smoea.checkpoint import model_from_record, save_model
     from smoea.device import resolve_device
     from smoea.models import build_model, make_arch
     from smoea.report import model_counts, versions
     from smoea.train import TrainConfig, evaluate, train
 
     out = Path(args.out)
-    _guard_out(out, args.force)
+    resume = _train_resume_state(out, args)
     device = resolve_device(args.device)
     splits = _splits(args)
-    c, h, w = splits.image_shape
+    c, h, _ = splits.image_shape
     arch = make_arch(args.model, args.width, splits.num_classes, c, h)
     torch.manual_seed(args.seed)
-    model = build_model(arch)
+    model = build_model(arch) if resume is None else model_from_record(resume, out / TRAIN_STATE)
     cfg = TrainConfig(
         args.epochs,
         args.batch_size,
@@ -146,17 +175,27 @@ def cmd_train(args) -> None:
         weight_decay=args.weight_decay,
         schedule=args.schedule,
     )
+    extra = {"normalize": {"mean": splits.mean, "std": splits.std}, "classes": splits.classes}
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    def progress(record: dict) -> None:
+    def checkpoint(record: dict, state: dict) -> None:
         print(json.dumps(record), file=sys.stderr)
+        save_model(out / TRAIN_STATE, model, arch, {**extra, "train_state": state})
 
-    history = train(model, splits, cfg, device, args.seed, on_epoch=progress)
+    _interrupted_hint[0] = f"smoea train --resume --out {out} (with the same flags)"
+    history = train(
+        model,
+        splits,
+        cfg,
+        device,
+        args.seed,
+        on_epoch=checkpoint,
+        resume=resume["train_state"] if resume else None,
+    )
     seconds = time.perf_counter() - start
     test = evaluate(model, splits.test, splits, device)
     counts = model_counts(model, splits.image_shape)
-    extra = {"normalize": {"mean": splits.mean, "std": splits.std}, "classes": splits.classes}
     save_model(out / "model.pt", model, arch, extra)
     _write_json(
         out / "train.json",
@@ -170,14 +209,32 @@ def cmd_train(args) -> None:
             "test_loss": test["loss"],
             **counts,
             "seconds": seconds,
+            "resumed": resume is not None,
             "device": str(device),
             "versions": versions(),
         },
     )
+    (out / TRAIN_STATE).unlink(missing_ok=True)
     print(
         f"test accuracy {test['accuracy']:.4f}  params {counts['params']:,}  "
         f"MACs {counts['macs']:,}  -> {out / 'model.pt'}"
     )
+
+
+def _train_resume_state(out: Path, args) -> dict | None:
+    from smoea.checkpoint import load_record
+
+    state = out / TRAIN_STATE
+    if args.resume:
+        if not state.exists():
+            raise SmoeaError(f"--resume: {out} holds no unfinished training ({TRAIN_STATE})")
+        return load_record(state)
+    _guard_out(out, args.force)
+    if state.exists() and not args.force:
+        raise SmoeaError(
+            f"{out} holds an unfinished run; add --resume to continue it or --force to start over"
+        )
+    return None
 
 
 def cmd_prune(args) -> None:
@@ -186,17 +243,30 @@ def cmd_prune(args) -> None:
     from smoea.device import resolve_device
     from smoea.report import check_compatible, plot_report, versions
 
+    args, state = _prune_resume_state(args)
     config = pipeline.config_from_args(args)
     config.validate()
     out = Path(args.out)
-    _guard_out(out, args.force)
     device = resolve_device(args.device)
     record = load_record(args.checkpoint, args.trust_checkpoint)
-    model = model_from_record(record, args.checkpoint)
+    model = model_from_record(state or record, args.checkpoint)
     splits = _splits(args)
     check_compatible(record, splits, args.checkpoint)
     if "normalize" in record:
         splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
+    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
+    saved_args = {k: v for k, v in vars(args).items() if k != "resume"}
+
+    def save_state(model, report) -> None:
+        save_model(
+            out / PRUNE_STATE,
+            model,
+            record.get("arch"),
+            {**extra, "report": report, "args": saved_args},
+        )
+
+    out.mkdir(parents=True, exist_ok=True)
+    _interrupted_hint[0] = f"smoea prune --resume {out}"
     start = time.perf_counter()
     model, report = pipeline.prune(
         model,
@@ -207,26 +277,28 @@ def cmd_prune(args) -> None:
         splits.mean,
         splits.std,
         log=lambda m: print(m, file=sys.stderr),
+        on_group_done=save_state,
+        resume_report=state["report"] if state else None,
     )
     seconds = time.perf_counter() - start
     # The test split is read only now, for the reported figures.
     baseline = model_from_record(record, args.checkpoint)
     report = {
-        "command": "smoea " + shlex.join(sys.argv[1:]) if argv_is_cli() else "smoea prune",
+        "command": "smoea " + shlex.join(sys.argv[1:]) if _argv_is_cli() else "smoea prune",
         "baseline": _figures(baseline, splits, device),
         "pruned": _figures(model, splits, device),
         **report,
         "wall_seconds": seconds,
+        "resumed": state is not None,
         "device": str(device),
         "versions": versions(),
     }
     report["params_ratio"] = report["pruned"]["params"] / report["baseline"]["params"]
     report["macs_ratio"] = report["pruned"]["macs"] / report["baseline"]["macs"]
-    out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "report.json", report)
     plot_report(report, out)
-    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
     save_model(out / "model.pt", model, record.get("arch"), extra)
+    (out / PRUNE_STATE).unlink(missing_ok=True)
     b, p = report["baseline"], report["pruned"]
     print(
         f"baseline {b['test_accuracy']:.4f} -> pruned {p['test_accuracy']:.4f}  params "
@@ -235,7 +307,30 @@ def cmd_prune(args) -> None:
     )
 
 
-def argv_is_cli() -> bool:
+def _prune_resume_state(args) -> tuple[argparse.Namespace, dict | None]:
+    """With --resume DIR, the saved flags and state of DIR; otherwise check --checkpoint/--out."""
+    from smoea.checkpoint import load_record
+
+    if args.resume:
+        path = Path(args.resume) / PRUNE_STATE
+        if not path.exists():
+            raise SmoeaError(f"--resume: {args.resume} holds no unfinished prune ({PRUNE_STATE})")
+        state = load_record(path, args.trust_checkpoint)
+        saved = dict(state["args"], device=args.device, resume=args.resume)
+        return argparse.Namespace(**saved), state
+    if not args.checkpoint or not args.out:
+        raise SmoeaError("smoea prune needs --checkpoint and --out (or --resume DIR)")
+    out = Path(args.out)
+    _guard_out(out, args.force)
+    if (out / PRUNE_STATE).exists() and not args.force:
+        raise SmoeaError(
+            f"{out} holds an unfinished prune; continue it with "
+            f"smoea prune --resume {out}, or pass --force to start over"
+        )
+    return args, None
+
+
+def _argv_is_cli() -> bool:
     return Path(sys.argv[0]).name in ("smoea", "__main__.py", "cli.py")
 
 

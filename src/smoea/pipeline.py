@@ -75,11 +75,16 @@ def prune(
     mean: list[float] | None = None,
     std: list[float] | None = None,
     log: Callable[[str], None] = print,
+    on_group_done: Callable[[nn.Module, dict], None] | None = None,
+    resume_report: dict | None = None,
 ) -> tuple[nn.Module, dict]:
     """Prune `model` in place with SMOEA; returns it and the report.
 
     Works for any CNN that Torch-Pruning can trace. Data are uint8 images (N, C, H, W); the
     search set is drawn from `val_data`. No test data enters: report test figures afterwards.
+    `on_group_done(model, report)` runs after every completed group (to save state); passing a
+    saved report as `resume_report` (with the model saved beside it) continues after its last
+    completed group.
     """
     config = config or PruneConfig()
     config.validate()
@@ -88,59 +93,62 @@ def prune(
         mean, std = channel_stats(train_data.x)
     splits = Splits(train_data, val_data, None, [], mean, std)
     model.to(device).eval()
-    return _Run(model, splits, config, device, log).execute()
+    run = _Run(model, splits, config, device, log, resume_report)
+    return run.execute(on_group_done)
 
 
 class _Run:
     """State of one progressive run; each method is one step of the loop."""
 
-    def __init__(self, model, splits: Splits, config: PruneConfig, device, log):
-        self.model, self.splits, self.cfg, self.device, self.log = (
-            model,
-            splits,
-            config,
-            device,
-            log,
-        )
+    def __init__(self, model, splits: Splits, config: PruneConfig, device, log, resume=None):
+        self.model, self.splits, self.cfg = model, splits, config
+        self.device, self.log = device, log
         self.example = torch.zeros(1, *splits.train.x.shape[1:], device=device)
-        first = Structure(model, self.example)
-        full = first.units_per_layer
-        self.original = {w: float(first.count(full, w)[0]) for w in ("params", "macs")}
-        self.groups = (
-            parse_groups(config.groups, len(first.layers))
-            if config.groups
-            else default_groups(first)
-        )
-        self.min_keep = [max(1, math.ceil(config.min_keep * u)) for u in full]
-        self._check_target(first)
+        self.report = resume or self._plan(Structure(model, self.example))
+        self.original = self.report["original"]
+        self.groups = self.report["group_layers"]
+        self.min_keep = self.report["min_keep"]
         search = draw_subset(splits.val, config.search_size, config.seed)
         self.search_x = search.x.to(device)
         self.search_y = search.y.to(device)
-        self.report: dict = {
-            "config": config.as_dict(),
-            "seed": config.seed,
-            "groups": [],
-            "original": self.original,
-            "filters_before": full.tolist(),
-        }
 
-    def _check_target(self, s: Structure) -> None:
+    def _plan(self, first: Structure) -> dict:
+        """What stays fixed for the whole run: original counts, groups, per-layer minimums."""
+        full = first.units_per_layer
+        n = len(first.layers)
+        groups = parse_groups(self.cfg.groups, n) if self.cfg.groups else default_groups(first)
+        report = {
+            "config": self.cfg.as_dict(),
+            "seed": self.cfg.seed,
+            "original": {w: float(first.count(full, w)[0]) for w in ("params", "macs")},
+            "filters_before": full.tolist(),
+            "group_layers": groups,
+            "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
+            "groups": [],
+        }
+        self._check_target(first, report)
+        return report
+
+    def _check_target(self, s: Structure, report: dict) -> None:
         r = self.cfg.target_params
         if r is None:
             return
-        floor = s.count(np.array(self.min_keep), "params")[0] / self.original["params"]
+        floor = s.count(np.array(report["min_keep"]), "params")[0] / report["original"]["params"]
         if floor > r:
             raise SmoeaError(
                 f"--target-params {r} is below {floor:.4f}, the smallest model the "
                 f"per-layer minimum (--min-keep {self.cfg.min_keep}) allows"
             )
 
-    def execute(self) -> tuple[nn.Module, dict]:
+    def execute(self, on_group_done=None) -> tuple[nn.Module, dict]:
         start = time.perf_counter()
-        for g, layers in enumerate(self.groups):
-            self._stage(g, layers)
+        for g in range(len(self.report["groups"]), len(self.groups)):
+            self._stage(g, self.groups[g])
             if g < len(self.groups) - 1 and self.cfg.finetune.epochs > 0:
-                self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}")
+                tuned = self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}")
+                self.report["groups"][-1]["finetune"] = tuned
+            if on_group_done is not None:
+                on_group_done(self.model, self.report)
         if self.cfg.final.epochs > 0:
             self.report["final_finetune"] = self._finetune(self.cfg.final, "final fine-tune")
         s = Structure(self.model, self.example)

@@ -60,10 +60,15 @@ def train(
     device: torch.device,
     seed: int = 0,
     desc: str = "train",
-    on_epoch: Callable[[dict], None] | None = None,
-    start_epoch: int = 0,
+    on_epoch: Callable[[dict, dict], None] | None = None,
+    resume: dict | None = None,
 ) -> list[dict]:
-    """Train in place; returns one record per epoch (loss, train and validation accuracy, time)."""
+    """Train in place; returns one record per epoch (loss, train and validation accuracy, time).
+
+    `on_epoch(record, state)` gets the optimiser and schedule state after every epoch; passing
+    that state back as `resume` continues exactly where it stopped (every epoch draws its own
+    seeded shuffle and augmentation, so a resumed run equals an uninterrupted one on the CPU).
+    """
     model.to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(
         model.parameters(),
@@ -74,16 +79,23 @@ def train(
     )
     steps_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
-    for _ in range(start_epoch * steps_per_epoch):
-        sched.step()
     history = []
-    for epoch in range(start_epoch, cfg.epochs):
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+    for epoch in range(len(history), cfg.epochs):
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         record = _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
         record["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
         history.append(record)
         if on_epoch is not None:
-            on_epoch(record)
+            state = {
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "history": history,
+            }
+            on_epoch(record, state)
     return history
 
 
