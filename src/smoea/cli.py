@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         handler(args)
         return 0
     except SmoeaError as exc:
-        print(f"smoea: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line
+        print(f"smoea: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = _interrupted_hint[0]
@@ -158,7 +159,7 @@ def cmd_train(args) -> None:
     from smoea.device import resolve_device
     from smoea.models import build_model, make_arch
     from smoea.report import model_counts, versions
-    from smoea.train import TrainConfig, evaluate, train
+    from smoea.train import TrainConfig, TrainingDiverged, evaluate, train
 
     out = Path(args.out)
     resume = _train_resume_state(out, args)
@@ -184,15 +185,13 @@ def cmd_train(args) -> None:
         save_model(out / TRAIN_STATE, model, arch, {**extra, "train_state": state})
 
     _interrupted_hint[0] = f"smoea train --resume --out {out} (with the same flags)"
-    history = train(
-        model,
-        splits,
-        cfg,
-        device,
-        args.seed,
-        on_epoch=checkpoint,
-        resume=resume["train_state"] if resume else None,
-    )
+    try:
+        state = resume["train_state"] if resume else None
+        history = train(model, splits, cfg, device, args.seed, on_epoch=checkpoint, resume=state)
+    except TrainingDiverged as exc:
+        saved = out / TRAIN_STATE
+        kept = f"the last good epoch is in {saved}" if saved.exists() else "no epoch completed"
+        raise SmoeaError(f"{exc}; {kept}") from None
     seconds = time.perf_counter() - start
     test = evaluate(model, splits.test, splits, device)
     counts = model_counts(model, splits.image_shape)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,8 +185,11 @@ def _tar_members(path: Path) -> Iterator[tuple[str, object]]:
                 if member.isfile():
                     data = tar.extractfile(member).read()
                     yield member.name, (lambda d=data: d)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise SmoeaError(f"cannot read archive {path}: {exc}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SmoeaError(
+            f"cannot read archive {path}: damaged or not a tar archive ({first})"
+        ) from None
 
 
 def _dir_members(path: Path) -> Iterator[tuple[str, object]]:
