@@ -39,13 +39,17 @@ def tiny_data() -> tuple[TensorData, TensorData]:
     return TensorData(x[:180], y[:180]), TensorData(x[180:], y[180:])
 
 
-def write_image_tree(root: Path, n_train: int = 150, n_test: int = 30, size: int = 16) -> Path:
+def write_image_tree(
+    root: Path, n_train: int = 150, n_test: int = 30, size: int = 16, channels: int = 3
+) -> Path:
     for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
-        x, y = synthetic_images(n, size, seed=seed)
+        x, y = synthetic_images(n, size, channels, seed=seed)
         for i in range(n):
             folder = root / split / CLASSES[int(y[i])]
             folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(x[i].permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
+            pixels = x[i].permute(1, 2, 0).numpy()
+            image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels)
+            image.save(folder / f"{i:04d}.png")
     return root
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shlex
 import signal
 import sys
@@ -291,6 +292,7 @@ def cmd_prune(args) -> None:
         "resumed": state is not None,
         "device": str(device),
         "versions": versions(),
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     report["params_ratio"] = report["pruned"]["params"] / report["baseline"]["params"]
     report["macs_ratio"] = report["pruned"]["macs"] / report["baseline"]["macs"]

@@ -160,6 +160,12 @@ class _Run:
             search_seconds=sum(gr["seconds"] for gr in self.report["groups"]),
             total_seconds=time.perf_counter() - start,
         )
+        r = self.cfg.target_params
+        if r is not None and self.report["params_ratio"] < r - 0.01:
+            self.log(
+                f"note: the model keeps {self.report['params_ratio']:.4f} of its parameters, "
+                f"below {r - 0.01:.4f}: its filters are too coarse to land nearer {r}"
+            )
         return self.model.eval(), self.report
 
     def _stage(self, g: int, layers: list[int]) -> None:
