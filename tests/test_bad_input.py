@@ -2,6 +2,7 @@
 
 import errno
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,6 +87,11 @@ def _bad_files(ws):
     torch.save(dict(record, arch=dict(record["arch"], name="resnet9000")), root / "alien.pt")
     torch.save(dict(record, arch=dict(record["arch"], filters=[3] * 13)), root / "mismatch.pt")
     shutil.make_archive(str(root / "gray"), "gztar", root, "gray")
+    two = root / "two"
+    if not two.exists():
+        shutil.copytree(ws["tree"], two)
+        for split in ("train", "test"):
+            shutil.rmtree(two / split / "plain")
     return root
 
 
@@ -99,6 +105,11 @@ CASES = {
     "shape mismatch": (
         ["evaluate", "--checkpoint", "{ckpt}", "--data", "{root}/gray.tar.gz"],
         "expects",
+    ),
+    "class mismatch": (["evaluate", "--checkpoint", "{ckpt}", "--data", "{root}/two"], "classes"),
+    "finished prune run": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--out", "{root}/base"],
+        "--force",
     ),
     "not a model file": (
         ["evaluate", "--checkpoint", "{root}/text.pt", "--data", "{archive}"],
@@ -149,22 +160,15 @@ def test_bad_input(case, workspace, capsys, tmp_path):
     root = _bad_files(workspace)
     argv, expect = CASES[case]
     argv = [a.format(root=root, archive=workspace["archive"], ckpt=workspace["ckpt"]) for a in argv]
+    common = ["--val-size", "40", "--device", "cpu", "--cache-dir", str(root / "cache")]
     out = tmp_path / "out"
-    if argv[0] in ("train", "prune"):
-        argv += [
-            "--out",
-            str(out),
-            "--val-size",
-            "40",
-            "--device",
-            "cpu",
-            "--cache-dir",
-            str(root / "cache"),
-        ]
-        if argv[0] == "train":
-            argv += ["--width", "0.125", "--epochs", "1", "--batch-size", "32"]
-    else:
-        argv += ["--val-size", "40", "--device", "cpu", "--cache-dir", str(root / "cache")]
+    if "--out" in argv:  # the case names its own output directory
+        out = Path(argv[argv.index("--out") + 1])
+    elif argv[0] in ("train", "prune"):
+        common += ["--out", str(out)]
+    if argv[0] == "train":
+        common += ["--width", "0.125", "--epochs", "1", "--batch-size", "32"]
+    argv += common
     _check(capsys, argv, out, expect)
 
 

@@ -145,12 +145,13 @@ class _Run:
         for g in range(len(self.report["groups"]), len(self.groups)):
             self._stage(g, self.groups[g])
             if g < len(self.groups) - 1 and self.cfg.finetune.epochs > 0:
-                tuned = self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}")
+                tuned = self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}", g + 1)
                 self.report["groups"][-1]["finetune"] = tuned
             if on_group_done is not None:
                 on_group_done(self.model, self.report)
         if self.cfg.final.epochs > 0:
-            self.report["final_finetune"] = self._finetune(self.cfg.final, "final fine-tune")
+            tuned = self._finetune(self.cfg.final, "final fine-tune", len(self.groups) + 1)
+            self.report["final_finetune"] = tuned
         s = Structure(self.model, self.example)
         kept = s.units_per_layer
         self.report.update(
@@ -244,9 +245,11 @@ class _Run:
             s, genome, suffix, features, self.search_y, self.cfg.objective, self.cfg.eval_batch_size
         )
 
-    def _finetune(self, cfg: TrainConfig, desc: str) -> dict:
+    def _finetune(self, cfg: TrainConfig, desc: str, step: int) -> dict:
+        """Fine-tune in place; each step draws its own seeded data order."""
         start = time.perf_counter()
-        history = train(self.model, self.splits, cfg, self.device, self.cfg.seed, desc=desc)
+        seed = self.cfg.seed * 1000 + step
+        history = train(self.model, self.splits, cfg, self.device, seed, desc=desc)
         self.model.eval()
         return {
             "epochs": cfg.epochs,
