@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0"
 
-from smoea.checkpoint import load  # noqa: E402
+from smoea.checkpoint import load, save  # noqa: E402
 from smoea.data import TensorData  # noqa: E402
 from smoea.pipeline import PruneConfig, prune  # noqa: E402
 from smoea.train import TrainConfig  # noqa: E402
 
-__all__ = ["load", "prune", "PruneConfig", "TrainConfig", "TensorData", "__version__"]
+__all__ = ["load", "save", "prune", "PruneConfig", "TrainConfig", "TensorData", "__version__"]

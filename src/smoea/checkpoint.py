@@ -39,6 +39,11 @@ def save_model(path: str | Path, model: nn.Module, arch: dict | None, extra: dic
     atomic_save(record, path)
 
 
+def save(model: nn.Module, path: str | Path, arch: dict | None = None) -> None:
+    """Save a model (the public `smoea.save`): as data when `arch` is given, else pickled."""
+    save_model(path, model, arch, {})
+
+
 def load_record(path: str | Path, trust: bool = False) -> dict:
     """Read a model file; a pickled module is refused unless the caller trusts the file."""
     path = Path(path)

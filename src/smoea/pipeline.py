@@ -12,11 +12,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from smoea.data import Splits, TensorData, channel_stats, draw_subset, normalize
+from smoea.data import Splits, TensorData, channel_stats, draw_subset
 from smoea.errors import SmoeaError
-from smoea.search import Genome, GroupProblem, SubnetEvaluator, run_nsga2
+from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
-from smoea.structure import Structure, default_groups, parse_groups, split_at
+from smoea.structure import Structure, default_groups, parse_groups
 from smoea.train import TrainConfig, train
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0}
@@ -29,9 +29,9 @@ class PruneConfig:
 
     target_params: float | None = 0.1656
     groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
-    pop_size: int = 32
+    pop_size: int = 24
     generations: int = 20
-    search_size: int = 1000
+    search_size: int = 500
     objective: str = "error"
     select: str = "target"
     tolerance: float = 0.01
@@ -108,9 +108,7 @@ class _Run:
         self.original = self.report["original"]
         self.groups = self.report["group_layers"]
         self.min_keep = self.report["min_keep"]
-        search = draw_subset(splits.val, config.search_size, config.seed)
-        self.search_x = search.x.to(device)
-        self.search_y = search.y.to(device)
+        self.search = draw_subset(splits.val, config.search_size, config.seed)
 
     def _plan(self, first: Structure) -> dict:
         """What stays fixed for the whole run: original counts, groups, per-layer minimums."""
@@ -174,7 +172,16 @@ class _Run:
         base = s.units_per_layer
         genome = Genome(layers, [int(base[i]) for i in layers], [self.min_keep[i] for i in layers])
         budget = self._budget(s, g)
-        evaluator = self._evaluator(s, genome)
+        c = self.cfg
+        evaluator = make_evaluator(
+            s,
+            genome,
+            self.search,
+            self.splits.mean,
+            self.splits.std,
+            c.objective,
+            c.eval_batch_size,
+        )
         problem = GroupProblem(evaluator, base, self.original["params"], budget)
         l1 = [s.l1_norms(i) for i in layers]
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
@@ -232,18 +239,6 @@ class _Run:
         share = need * weights[0] / max(weights.sum(), 1e-12)
         share = max(share, need - sum(masses[1:]))  # what later groups cannot remove
         return float(now - min(share, masses[0]))
-
-    def _evaluator(self, s: Structure, genome: Genome) -> SubnetEvaluator:
-        prefix, suffix = split_at(self.model, s.layers[genome.layers[0]].conv)
-        feats = []
-        with torch.inference_mode():
-            for start in range(0, len(self.search_y), self.cfg.eval_batch_size):
-                x = self.search_x[start : start + self.cfg.eval_batch_size]
-                feats.append(prefix(normalize(x, self.splits.mean, self.splits.std)))
-        features = torch.cat(feats).contiguous(memory_format=torch.channels_last)
-        return SubnetEvaluator(
-            s, genome, suffix, features, self.search_y, self.cfg.objective, self.cfg.eval_batch_size
-        )
 
     def _finetune(self, cfg: TrainConfig, desc: str, step: int) -> dict:
         """Fine-tune in place; each step draws its own seeded data order."""

@@ -14,12 +14,14 @@ from pymoo.core.callback import Callback
 from pymoo.core.problem import Problem
 from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
+from pymoo.core.termination import Termination
 from pymoo.operators.crossover.ux import UniformCrossover
 from pymoo.operators.mutation.bitflip import BitflipMutation
 from pymoo.optimize import minimize
 from tqdm import tqdm
 
-from smoea.structure import Structure
+from smoea.data import TensorData, normalize
+from smoea.structure import Structure, split_at
 from smoea.train import autocast
 
 
@@ -105,6 +107,29 @@ class SubnetEvaluator:
             else:
                 total += (logits.argmax(1) != y).sum()
         return total / len(self.labels)
+
+
+def make_evaluator(
+    structure: Structure,
+    genome: Genome,
+    search: TensorData,
+    mean: list[float],
+    std: list[float],
+    objective: str = "error",
+    batch_size: int = 500,
+) -> SubnetEvaluator:
+    """The search set's features at the group's input, computed once; candidates run the rest."""
+    model = structure.model
+    prefix, suffix = split_at(model, structure.layers[genome.layers[0]].conv)
+    device = next(model.parameters()).device
+    feats = []
+    with torch.inference_mode():
+        for start in range(0, len(search), batch_size):
+            x = search.x[start : start + batch_size].to(device)
+            feats.append(prefix(normalize(x, mean, std)))
+    features = torch.cat(feats).contiguous(memory_format=torch.channels_last)
+    labels = search.y.to(device)
+    return SubnetEvaluator(structure, genome, suffix, features, labels, objective, batch_size)
 
 
 class GroupProblem(Problem):
@@ -209,6 +234,23 @@ class _Progress(Callback):
         self.bar.update(1)
 
 
+class EvaluationBudget(Termination):
+    """Stop once the evaluator has run `budget` distinct candidates (whole-model baseline).
+
+    Offspring already seen cost nothing, so a converged population could stall the count: a cap
+    of generations (enough for the budget ten times over) ends the run in any case.
+    """
+
+    def __init__(self, evaluator: SubnetEvaluator, budget: int, pop_size: int):
+        super().__init__()
+        self.evaluator, self.budget = evaluator, budget
+        self.max_generations = 10 * max(1, budget // max(1, pop_size))
+
+    def _update(self, algorithm) -> float:
+        spent = self.evaluator.evaluations / self.budget
+        return max(spent, algorithm.n_gen / self.max_generations)
+
+
 def run_nsga2(
     problem: GroupProblem,
     l1: list[np.ndarray],
@@ -216,8 +258,13 @@ def run_nsga2(
     generations: int,
     seed: int,
     desc: str = "search",
+    max_evaluations: int | None = None,
 ) -> SearchResult:
-    """NSGA-II over bits with the binary operators passed explicitly, seeded through minimize."""
+    """NSGA-II over bits with the binary operators passed explicitly, seeded through minimize.
+
+    Runs `generations` generations, or, with `max_evaluations`, until that many distinct
+    candidates have been evaluated.
+    """
     genome = problem.evaluator.genome
     algorithm = NSGA2(
         pop_size=pop_size,
@@ -227,15 +274,21 @@ def run_nsga2(
         repair=MinKeepRepair(genome, l1),
         eliminate_duplicates=True,
     )
+    if max_evaluations is None:
+        termination = ("n_gen", generations)
+    else:
+        termination = EvaluationBudget(problem.evaluator, max_evaluations, pop_size)
     start = time.perf_counter()
     with tqdm(total=generations, desc=desc, leave=False, dynamic_ncols=True) as bar:
+        # copy_termination=False: the evaluation budget holds the evaluator (and the model)
         res = minimize(
             problem,
             algorithm,
-            ("n_gen", generations),
+            termination,
             seed=seed,
             callback=_Progress(bar),
             verbose=False,
+            copy_termination=False,
         )
     seconds = time.perf_counter() - start
     X, F = _front(res)
