@@ -81,3 +81,35 @@ def trained_tiny():
     model = build_model(make_arch("vgg14", 0.125, 3, 3, 16))
     train(model, splits, TrainConfig(epochs=4, batch_size=32, lr=0.05), torch.device("cpu"))
     return model.eval(), splits
+
+
+@pytest.fixture
+def baseline(tmp_path, image_archive):
+    out = tmp_path / "base"
+    from smoea.cli import main
+
+    code = main(
+        [
+            "train",
+            "--model",
+            "vgg14",
+            "--width",
+            "0.125",
+            "--data",
+            str(image_archive),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+            "--val-size",
+            "40",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    return out

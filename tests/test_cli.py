@@ -17,36 +17,6 @@ def _run(*args):
     )
 
 
-@pytest.fixture
-def baseline(tmp_path, image_archive):
-    out = tmp_path / "base"
-    code = main(
-        [
-            "train",
-            "--model",
-            "vgg14",
-            "--width",
-            "0.125",
-            "--data",
-            str(image_archive),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "32",
-            "--lr",
-            "0.05",
-            "--val-size",
-            "40",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-        ]
-    )
-    assert code == 0
-    return out
-
-
 PRUNE = [
     "--target-params",
     "0.5",

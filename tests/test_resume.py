@@ -34,36 +34,6 @@ PRUNE = [
 ]
 
 
-@pytest.fixture
-def baseline(tmp_path, image_archive):
-    out = tmp_path / "base"
-    assert (
-        main(
-            [
-                "train",
-                "--width",
-                "0.125",
-                "--data",
-                str(image_archive),
-                "--epochs",
-                "3",
-                "--batch-size",
-                "32",
-                "--lr",
-                "0.05",
-                "--val-size",
-                "40",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    return out
-
-
 def _summary(out):
     report = json.loads((out / "report.json").read_text())
     state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
