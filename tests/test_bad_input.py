@@ -151,6 +151,19 @@ CASES = {
         ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--objective", "vibes"],
         "--objective",
     ),
+    "unknown compare method": (
+        ["compare", "--checkpoint", "{ckpt}", "--data", "{archive}", "--methods", "smoea,magic"],
+        "unknown method magic",
+    ),
+    "bad seeds": (
+        ["compare", "--checkpoint", "{ckpt}", "--data", "{archive}", "--seeds", "0,x"],
+        "--seeds",
+    ),
+    "compare target above 1": (
+        ["compare", "--checkpoint", "{ckpt}", "--data", "{archive}", "--select", "knee"]
+        + ["--target-params", "1.5"],
+        "(0, 1]",
+    ),
     "diverging loss": (["train", "--data", "{archive}", "--lr", "1e12"], "loss became"),
 }
 
@@ -164,7 +177,7 @@ def test_bad_input(case, workspace, capsys, tmp_path):
     out = tmp_path / "out"
     if "--out" in argv:  # the case names its own output directory
         out = Path(argv[argv.index("--out") + 1])
-    elif argv[0] in ("train", "prune"):
+    elif argv[0] in ("train", "prune", "compare"):
         common += ["--out", str(out)]
     if argv[0] == "train":
         common += ["--width", "0.125", "--epochs", "1", "--batch-size", "32"]

@@ -64,6 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_prune_flags(p)
 
+    p = sub.add_parser("compare", help="SMOEA against filter criteria and whole-model search")
+    _common(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument(
+        "--methods",
+        default="smoea,l1,l2,fpgm,taylor,bn-scale,random,whole-nsga2",
+        help="comma-separated; a criterion alone runs its -uniform and -global variants",
+    )
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="start over in a used --out")
+    p.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
+    add_prune_flags(p)
+
     p = sub.add_parser("evaluate", help="test accuracy, parameters and MACs of a model file")
     _common(p)
     p.add_argument("--checkpoint", required=True)
@@ -102,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         args = parse_args(argv)
-        handler = {"train": cmd_train, "prune": cmd_prune, "evaluate": cmd_evaluate}[args.command]
+        handler = {
+            "train": cmd_train,
+            "prune": cmd_prune,
+            "compare": cmd_compare,
+            "evaluate": cmd_evaluate,
+        }[args.command]
         handler(args)
         return 0
     except SmoeaError as exc:
@@ -341,6 +361,79 @@ def _figures(model, splits, device) -> dict:
 
     result = evaluate(model, splits.test, splits, device)
     return {"test_accuracy": result["accuracy"], **model_counts(model, splits.image_shape)}
+
+
+def cmd_compare(args) -> None:
+    from smoea import compare, pipeline
+    from smoea.checkpoint import load_record, model_from_record
+    from smoea.device import resolve_device
+    from smoea.report import check_compatible, versions
+
+    variants = compare.parse_methods(args.methods)
+    seeds = _parse_seeds(args.seeds)
+    config = pipeline.config_from_args(args)
+    config.validate()
+    out = Path(args.out)
+    _guard_compare_out(out, args.force, args.resume)
+    device = resolve_device(args.device)
+    record = load_record(args.checkpoint, args.trust_checkpoint)
+    model_from_record(record, args.checkpoint)  # a broken file fails here, before any work
+    splits = _splits(args)
+    check_compatible(record, splits, args.checkpoint)
+    if "normalize" in record:
+        splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
+    out.mkdir(parents=True, exist_ok=True)
+    _interrupted_hint[0] = f"the same smoea compare command with --resume (runs in {out}/runs)"
+    start = time.perf_counter()
+    result = compare.compare(
+        lambda: model_from_record(record, args.checkpoint),
+        splits,
+        variants,
+        seeds,
+        config,
+        device,
+        out,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    result.update(
+        command="smoea " + shlex.join(sys.argv[1:]) if _argv_is_cli() else "smoea compare",
+        seeds=seeds,
+        wall_seconds=time.perf_counter() - start,
+        device=str(device),
+        versions=versions(),
+    )
+    _write_json(out / "compare.json", result)
+    table = compare.write_table(result)
+    (out / "compare.md").write_text(table)
+    compare.plot_compare(result, out / "compare.png")
+    print(table)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise SmoeaError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SmoeaError(f"--seeds must list distinct integers, got {text!r}")
+    return seeds
+
+
+def _guard_compare_out(out: Path, force: bool, resume: bool) -> None:
+    """A finished comparison needs --force; an unfinished one --resume (or --force)."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise SmoeaError(f"--out {out} exists and is not a directory")
+    if force:
+        shutil.rmtree(out / "runs", ignore_errors=True)
+        return
+    if (out / "compare.json").exists() and not resume:
+        raise SmoeaError(f"{out} already holds a comparison; pass --force to start over")
+    if (out / "runs").exists() and not resume:
+        raise SmoeaError(
+            f"{out} holds an unfinished comparison; add --resume to continue it or --force"
+        )
 
 
 def cmd_evaluate(args) -> None:

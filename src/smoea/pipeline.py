@@ -35,7 +35,7 @@ class PruneConfig:
     objective: str = "error"
     select: str = "target"
     tolerance: float = 0.01
-    budget: str = "proportional"
+    budget: str = "heavy-late"
     min_keep: float = 0.05
     eval_batch_size: int = 500
     seed: int = 0
@@ -213,9 +213,11 @@ class _Run:
         )
 
     def _fit(self, problem, genome, x, l1, budget: float):
-        """Keep the choice within the budget and above r - 0.01: later groups only remove, so
-        a group that overshot would leave the final model below the target window."""
-        floor = self.cfg.target_params - 0.01
+        """Keep the choice within the group's budget and not below the target r: later groups
+        only remove, so a group that overshot would leave the final model below it. The last
+        group (budget r) gives back its strongest dropped units while they fit, so the final
+        model lands as near r as single filters allow (the comparison needs one size)."""
+        floor = self.cfg.target_params
         order = [np.argsort(-n, kind="stable") for n in l1]
         return fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -279,7 +280,8 @@ def run_nsga2(
     else:
         termination = EvaluationBudget(problem.evaluator, max_evaluations, pop_size)
     start = time.perf_counter()
-    with tqdm(total=generations, desc=desc, leave=False, dynamic_ncols=True) as bar:
+    total = generations if max_evaluations is None else math.ceil(max_evaluations / pop_size)
+    with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True) as bar:
         # copy_termination=False: the evaluation budget holds the evaluator (and the model)
         res = minimize(
             problem,

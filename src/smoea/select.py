@@ -54,7 +54,8 @@ def fit_to_budget(x, genome, count, upper: float, lower: float, order: list[np.n
     """Greedily drop weakest / restore strongest units until lower <= count(x) <= upper.
 
     Used on the last group's choice so the final model meets the target exactly; `order` ranks
-    each layer's units from strongest to weakest (L1 norm).
+    each layer's units from strongest to weakest (L1 norm). With lower == upper it restores
+    every unit that still fits: the count lands as near `upper` as single units allow.
     """
     x = np.array(x, dtype=bool)
     o = genome.offsets

@@ -1,0 +1,201 @@
+"""What SMOEA is compared with: filter criteria and whole-model NSGA-II, at a parameter target."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch_pruning as tp
+
+from smoea.data import Splits, batches, draw_subset
+from smoea.errors import SmoeaError
+from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
+from smoea.select import choose, fit_to_budget
+from smoea.structure import Structure
+
+CRITERIA = ("l1", "l2", "fpgm", "taylor", "bn-scale", "random")
+RANKINGS = ("uniform", "global")
+
+
+def make_importance(name: str) -> tp.importance.Importance:
+    """Torch-Pruning's importance class for a criterion name (its default normalisation)."""
+    factories = {
+        "l1": lambda: tp.importance.MagnitudeImportance(p=1),
+        "l2": lambda: tp.importance.MagnitudeImportance(p=2),
+        "fpgm": lambda: tp.importance.FPGMImportance(),
+        "taylor": lambda: tp.importance.TaylorImportance(),
+        "bn-scale": lambda: tp.importance.BNScaleImportance(),
+        "random": lambda: tp.importance.RandomImportance(),
+    }
+    if name not in factories:
+        raise SmoeaError(f"unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}")
+    return factories[name]()
+
+
+def filter_scores(s: Structure, criterion: str, splits: Splits, seed: int) -> list[np.ndarray]:
+    """One score per unit and layer, from Torch-Pruning's importance on each coupled group."""
+    importance = make_importance(criterion)
+    if criterion == "taylor":
+        _accumulate_gradients(s.model, splits, seed)
+    torch.manual_seed(seed)  # the random criterion draws its scores here
+    scores = []
+    for layer in s.layers:
+        group = s.graph.get_pruning_group(
+            layer.conv, tp.prune_conv_out_channels, list(range(layer.units))
+        )
+        score = importance(group)
+        if score is None:
+            raise SmoeaError(f"{criterion} gives no score for layer {layer.index + 1}")
+        scores.append(score.detach().float().cpu().numpy())
+    s.model.zero_grad(set_to_none=True)
+    return scores
+
+
+def _accumulate_gradients(model: nn.Module, splits: Splits, seed: int, images: int = 512) -> None:
+    """First-order Taylor needs gradients: one pass over a few training images, in eval mode
+    so that the BatchNorm statistics stay as they are."""
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    device = next(model.parameters()).device
+    data = draw_subset(splits.train, min(images, len(splits.train)), seed)
+    for x, y in batches(data, 128, splits.mean, splits.std, device):
+        F.cross_entropy(model(x), y).backward()
+
+
+def uniform_keep(scores: list[np.ndarray], ratio: float, min_keep: list[int]) -> list[np.ndarray]:
+    """Keep masks that drop the same fraction `ratio` of every layer's lowest-scoring units."""
+    masks = []
+    for score, floor in zip(scores, min_keep):
+        n = len(score)
+        keep = max(floor, n - math.floor(n * ratio))
+        masks.append(_top(score, keep))
+    return masks
+
+
+def global_keep(scores: list[np.ndarray], quantile: float, min_keep: list[int]) -> list[np.ndarray]:
+    """Keep masks from one threshold over all layers' (normalised) scores."""
+    threshold = np.quantile(np.concatenate(scores), quantile)
+    masks = []
+    for score, floor in zip(scores, min_keep):
+        keep = max(floor, int((score > threshold).sum()))
+        masks.append(_top(score, keep))
+    return masks
+
+
+def _top(score: np.ndarray, keep: int) -> np.ndarray:
+    mask = np.zeros(len(score), dtype=bool)
+    mask[np.argsort(-score, kind="stable")[:keep]] = True
+    return mask
+
+
+def criterion_prune(
+    model: nn.Module,
+    criterion: str,
+    ranking: str,
+    target: float,
+    splits: Splits,
+    min_keep: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """Prune `model` in place by a criterion to at most `target` of its parameters.
+
+    The ratio (uniform) or the global quantile is found by bisection on the exact counts, so no
+    trial model is built; the smallest setting that meets the target wins.
+    """
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    scores = filter_scores(s, criterion, splits, seed)
+    floors = [max(1, math.ceil(min_keep * u)) for u in s.units_per_layer]
+    keep_fn = uniform_keep if ranking == "uniform" else global_keep
+    original = s.count(s.units_per_layer, "params")[0]
+
+    def ratio_of(setting: float) -> float:
+        masks = keep_fn(scores, setting, floors)
+        return s.count(np.array([m.sum() for m in masks]), "params")[0] / original
+
+    setting = _bisect(ratio_of, target)
+    masks = keep_fn(scores, setting, floors)
+    refilled = fill_up(masks, scores, lambda kept: s.count(kept, "params")[0] / original, target)
+    s.remove(dict(enumerate(masks)))
+    return {
+        "criterion": criterion,
+        "ranking": ranking,
+        "setting": setting,
+        "refilled_filters": refilled,
+        "params_ratio": s.count(s.units_per_layer, "params")[0] / original,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def fill_up(masks: list[np.ndarray], scores: list[np.ndarray], ratio_of, target: float) -> int:
+    """Give back dropped filters, best (normalised) score first, while the model stays within
+    `target`. One ratio moves every layer of equal width at once, which on small models can
+    land well below the target; this puts the model into the target window. Returns how many
+    filters came back; `masks` change in place."""
+    dropped = [
+        (-score[j], i, j) for i, score in enumerate(scores) for j in np.flatnonzero(~masks[i])
+    ]
+    kept = np.array([m.sum() for m in masks])
+    back = 0
+    for _, i, j in sorted(dropped):
+        kept[i] += 1
+        if ratio_of(kept) <= target:
+            masks[i][j] = True
+            back += 1
+        else:
+            kept[i] -= 1
+    return back
+
+
+def _bisect(ratio_of, target: float, steps: int = 40) -> float:
+    """The smallest setting in [0, 1] whose parameter fraction is at most `target`."""
+    if ratio_of(1.0) > target:
+        raise SmoeaError(f"the per-layer minimum keeps more than the target {target}")
+    lo, hi = 0.0, 1.0
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if ratio_of(mid) <= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def whole_model_nsga2(
+    model: nn.Module, splits: Splits, config, evaluations: int
+) -> tuple[nn.Module, dict]:
+    """SMOEA's objectives, operators, seeding and choice, but one decision vector over every
+    filter and every candidate running the whole model; stops after `evaluations`."""
+    device = next(model.parameters()).device
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    base = s.units_per_layer
+    layers = list(range(len(s.layers)))
+    floors = [max(1, math.ceil(config.min_keep * u)) for u in base]
+    genome = Genome(layers, base.tolist(), floors)
+    search = draw_subset(splits.val, config.search_size, config.seed)
+    evaluator = make_evaluator(
+        s, genome, search, splits.mean, splits.std, config.objective, config.eval_batch_size
+    )
+    r = config.target_params
+    problem = GroupProblem(evaluator, base, float(s.count(base, "params")[0]), r)
+    l1 = [s.l1_norms(i) for i in layers]
+    result = run_nsga2(
+        problem,
+        l1,
+        config.pop_size,
+        config.generations,
+        config.seed,
+        "whole-model search",
+        max_evaluations=evaluations,
+    )
+    x = result.X[choose(result.F, config.select, r, config.tolerance)]
+    order = [np.argsort(-n, kind="stable") for n in l1]
+    x = fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], r, r, order)  # fill up to r
+    s.remove(genome.split(x))
+    info = {"evaluations": result.evaluations, "seconds": result.seconds}
+    return model.eval(), info

@@ -1,0 +1,295 @@
+"""The paper's comparison: every method prunes one baseline to the same parameter count."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from smoea.baselines import CRITERIA, RANKINGS, criterion_prune, whole_model_nsga2
+from smoea.data import Splits
+from smoea.errors import SmoeaError
+from smoea.pipeline import PruneConfig, prune
+from smoea.report import model_counts
+from smoea.structure import Structure, default_groups, parse_groups
+from smoea.train import TrainConfig, evaluate, train
+
+METHODS = ("smoea", *CRITERIA, "whole-nsga2")
+VARIANTS = ("smoea", *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS), "whole-nsga2")
+
+
+def parse_methods(text: str) -> list[str]:
+    """Method variants to run, in a fixed order (smoea first: whole-nsga2 takes its budget).
+
+    A criterion name alone (`l1`) means both its uniform and its global variant.
+    """
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS and m not in VARIANTS]
+    if unknown or not names:
+        raise SmoeaError(
+            f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(METHODS)} (a criterion may carry -uniform or -global)"
+        )
+    chosen = set()
+    for name in names:
+        chosen |= {f"{name}-{r}" for r in RANKINGS} if name in CRITERIA else {name}
+    return [v for v in VARIANTS if v in chosen]
+
+
+def finetune_schedule(config: PruneConfig, n_groups: int) -> list[tuple[int, TrainConfig]]:
+    """SMOEA's fine-tuning steps as (step, config): one after each group but the last, then the
+    final one. The step numbers seed the data order, so every method sees the same batches."""
+    steps = [(g + 1, config.finetune) for g in range(n_groups - 1)]
+    steps.append((n_groups + 1, config.final))
+    return [(step, tc) for step, tc in steps if tc.epochs > 0]
+
+
+def compare(
+    make_model: Callable[[], nn.Module],
+    splits: Splits,
+    variants: list[str],
+    seeds: list[int],
+    config: PruneConfig,
+    device: torch.device,
+    out: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run every method variant for every seed; a failing one is recorded, the others go on.
+
+    With `out`, each finished run is saved to out/runs/ and a later call with the same `out`
+    reuses it, so a long comparison can be stopped and continued. Test figures are measured
+    after a method finished; nothing is chosen by them.
+    """
+    config.validate()
+    if config.target_params is None:
+        raise SmoeaError("smoea compare needs --target-params")
+    runs: dict[str, list[dict]] = {}
+    for seed in seeds:
+        cfg = replace(config, seed=seed)
+        for name in variants:
+            result = _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log)
+            runs.setdefault(name, []).append(result)
+            log(f"seed {seed} {name}: {_short(result)}")
+    baseline = make_model().to(device).eval()
+    base = {
+        "test_accuracy": evaluate(baseline, splits.test, splits, device)["accuracy"],
+        **model_counts(baseline, splits.image_shape),
+    }
+    return summarize(runs, base, config)
+
+
+def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> dict:
+    path = out / "runs" / f"{name}-seed{seed}.json" if out is not None else None
+    settings = json.loads(json.dumps(cfg.as_dict()))
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("config") != settings:
+            raise SmoeaError(f"{path} was run with other settings; use another --out or --force")
+        log(f"seed {seed} {name}: reusing {path}")
+        return saved
+    smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
+    try:
+        result = run_method(name, make_model(), splits, cfg, device, smoea_run)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a failing method is reported, the comparison goes on
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        result = {"failed": f"{type(exc).__name__}: {reason}", "trace": traceback.format_exc()}
+    result.update(seed=seed, config=settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(path)
+    return result
+
+
+def _short(result: dict) -> str:
+    if "failed" in result:
+        return f"failed: {result['failed']}"
+    return f"test {result['test_accuracy']:.4f}, params {result['params']:,}"
+
+
+def run_method(
+    name: str,
+    model: nn.Module,
+    splits: Splits,
+    cfg: PruneConfig,
+    device: torch.device,
+    smoea_run: dict | None = None,
+) -> dict:
+    """Prune a fresh copy of the baseline with one method variant, fine-tune, measure."""
+    model.to(device).eval()
+    n_groups = _n_groups(model, splits, cfg, device)
+    if name == "smoea":
+        return _run_smoea(model, splits, cfg, device)
+    if name == "whole-nsga2":
+        budget = smoea_run["evaluations"] if smoea_run and "evaluations" in smoea_run else None
+        budget = budget or cfg.pop_size * (cfg.generations + 1) * n_groups
+        model, info = whole_model_nsga2(model, splits, cfg, budget)
+        info["evaluation_budget"] = budget
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+    criterion, ranking = name.rsplit("-", 1)
+    info = criterion_prune(
+        model, criterion, ranking, cfg.target_params, splits, cfg.min_keep, cfg.seed
+    )
+    info["evaluations"] = 0
+    return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+
+
+def _n_groups(model, splits, cfg, device) -> int:
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    groups = parse_groups(cfg.groups, len(s.layers)) if cfg.groups else default_groups(s)
+    return len(groups)
+
+
+def _run_smoea(model, splits, cfg, device) -> dict:
+    model, report = prune(
+        model, splits.train, splits.val, cfg, device, splits.mean, splits.std, log=lambda m: None
+    )
+    tuned = [g.get("finetune", {}).get("seconds", 0.0) for g in report["groups"]]
+    final = report.get("final_finetune", {}).get("seconds", 0.0)
+    schedule = finetune_schedule(cfg, len(report["groups"]))
+    return _measure(
+        model,
+        splits,
+        device,
+        {
+            "search_seconds": report["search_seconds"],
+            "evaluations": sum(g["evaluations"] for g in report["groups"]),
+            "finetune_seconds": sum(tuned) + final,
+            "finetune_schedule": _schedule_record(schedule),
+            "filters_after": report["filters_after"],
+        },
+    )
+
+
+def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> dict:
+    """Fine-tune with SMOEA's schedule, back to back with the same seeds, then measure."""
+    schedule = finetune_schedule(cfg, n_groups)
+    start = time.perf_counter()
+    for step, tc in schedule:
+        train(model, splits, tc, device, cfg.seed * 1000 + step, desc=f"fine-tune step {step}")
+    s = Structure(model.eval(), torch.zeros(1, *splits.image_shape, device=device))
+    return _measure(
+        model,
+        splits,
+        device,
+        {
+            "search_seconds": info.get("seconds", 0.0),
+            "evaluations": info["evaluations"],
+            "finetune_seconds": time.perf_counter() - start,
+            "finetune_schedule": _schedule_record(schedule),
+            "filters_after": s.units_per_layer.tolist(),
+            "method_info": info,
+        },
+    )
+
+
+def _schedule_record(schedule: list[tuple[int, TrainConfig]]) -> list[dict]:
+    return [{"step": step, **tc.as_dict()} for step, tc in schedule]
+
+
+def _measure(model, splits, device, extra: dict) -> dict:
+    model.eval()
+    return {
+        "val_accuracy": evaluate(model, splits.val, splits, device)["accuracy"],
+        "test_accuracy": evaluate(model, splits.test, splits, device)["accuracy"],
+        **model_counts(model, splits.image_shape),
+        **extra,
+    }
+
+
+SUMMED = ("params", "macs", "search_seconds", "evaluations", "finetune_seconds")
+
+
+def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) -> dict:
+    """Mean and spread over seeds per method, and whether all sizes agree within 1%."""
+    methods = {}
+    for name, results in runs.items():
+        ok = [r for r in results if "failed" not in r]
+        if not ok:
+            methods[name] = {"failed": results[0]["failed"], "runs": results}
+            continue
+        acc = np.array([r["test_accuracy"] for r in ok])
+        val = np.array([r["val_accuracy"] for r in ok])
+        methods[name] = {
+            "test_accuracy_mean": float(acc.mean()),
+            "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "val_accuracy_mean": float(val.mean()),
+            "drop": float(baseline["test_accuracy"] - acc.mean()),
+            **{k: float(np.mean([r[k] for r in ok])) for k in SUMMED},
+            "seeds": [r["seed"] for r in ok],
+            "failed_seeds": [r["seed"] for r in results if "failed" in r],
+            "runs": results,
+        }
+    sizes = [m["params"] for m in methods.values() if "params" in m]
+    return {
+        "baseline": baseline,
+        "target_params": config.target_params,
+        "config": config.as_dict(),
+        "methods": methods,
+        "params_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes),
+    }
+
+
+def write_table(result: dict) -> str:
+    """compare.md: one row per method."""
+    b = result["baseline"]
+    lines = [
+        f"Baseline: test accuracy {100 * b['test_accuracy']:.2f}%, params {b['params']:,}, "
+        f"MACs {b['macs']:,}. Target: {result['target_params']} of the parameters.",
+        "",
+        "| method | seeds | test acc. % (mean ± std) | drop (points) | params | MACs | "
+        "search s | evaluations | fine-tune s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in result["methods"].items():
+        if "failed" in m:
+            lines.append(f"| {name} | | failed: {m['failed']} | | | | | | |")
+            continue
+        lines.append(
+            f"| {name} | {len(m['seeds'])} | {100 * m['test_accuracy_mean']:.2f} ± "
+            f"{100 * m['test_accuracy_std']:.2f} | {100 * m['drop']:.2f} | {m['params']:,.0f} | "
+            f"{m['macs']:,.0f} | {m['search_seconds']:.0f} | {m['evaluations']:.0f} | "
+            f"{m['finetune_seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_compare(result: dict, path: Path) -> None:
+    """Test accuracy against parameters, one marker per method, spread over seeds as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, m in result["methods"].items():
+        if "failed" in m:
+            continue
+        marker = "*" if name == "smoea" else "o"
+        ax.errorbar(
+            m["params"],
+            100 * m["test_accuracy_mean"],
+            yerr=100 * m["test_accuracy_std"],
+            fmt=marker,
+            markersize=12 if name == "smoea" else 6,
+            capsize=3,
+            label=name,
+        )
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test accuracy (%)")
+    base = result["baseline"]["test_accuracy"]
+    ax.set_title(f"pruned to {result['target_params']} of the parameters (baseline {base:.2%})")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,184 @@
+"""The comparison: every method lands on the target, the same fine-tuning, the same budget."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from smoea import baselines
+from smoea.cli import main
+from smoea.compare import VARIANTS, compare, parse_methods, write_table
+from smoea.data import TensorData
+from smoea.errors import SmoeaError
+from smoea.pipeline import PruneConfig
+from smoea.train import TrainConfig
+from tests.conftest import synthetic_images
+
+TARGET = 0.5
+
+
+def tiny_config(**changes) -> PruneConfig:
+    tune = TrainConfig(epochs=1, lr=0.01, batch_size=64, schedule="cosine")
+    config = PruneConfig(
+        target_params=TARGET,
+        pop_size=6,
+        generations=2,
+        search_size=40,
+        finetune=tune,
+        final=tune,
+    )
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def tiny_splits(trained_tiny):
+    model, splits = trained_tiny
+    splits = copy.copy(splits)
+    x, y = synthetic_images(60, seed=9)
+    splits.test = TensorData(x, y)
+    return model, splits
+
+
+@pytest.fixture(scope="module")
+def comparison(tiny_splits):
+    model, splits = tiny_splits
+    return compare(
+        lambda: copy.deepcopy(model),
+        splits,
+        parse_methods(",".join(("whole-nsga2", *baselines.CRITERIA, "smoea"))),
+        [0],
+        tiny_config(),
+        torch.device("cpu"),
+        log=lambda m: None,
+    )
+
+
+def test_every_method_reaches_the_target_within_one_percent(comparison):
+    base = comparison["baseline"]["params"]
+    assert set(comparison["methods"]) == set(VARIANTS)
+    for name, m in comparison["methods"].items():
+        assert "failed" not in m, (name, m)
+        assert (TARGET - 0.01) * base <= m["params"] <= TARGET * base, name
+    assert comparison["params_within_1pct"]
+
+
+def test_whole_nsga2_spends_the_budget_it_was_given(comparison):
+    whole = comparison["methods"]["whole-nsga2"]["runs"][0]
+    smoea = comparison["methods"]["smoea"]["runs"][0]
+    assert whole["method_info"]["evaluation_budget"] == smoea["evaluations"]
+    # it stops at the end of the generation that crossed the budget
+    assert smoea["evaluations"] <= whole["evaluations"] < smoea["evaluations"] + 6
+
+
+def test_fine_tuning_is_identical_across_methods(comparison):
+    schedules = {
+        name: m["runs"][0]["finetune_schedule"] for name, m in comparison["methods"].items()
+    }
+    first = schedules["smoea"]
+    # one step after each of the 5 groups but the last, then the final one (step 6)
+    assert [s["step"] for s in first] == [1, 2, 3, 4, 6]
+    assert all(s == first for s in schedules.values())
+
+
+def test_table_has_a_row_per_method(comparison):
+    table = write_table(comparison)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + len(comparison["methods"])
+    assert "| smoea | 1 |" in table
+
+
+def test_parse_methods_expands_criteria_and_rejects_unknown_names():
+    assert parse_methods("l1,smoea") == ["smoea", "l1-uniform", "l1-global"]
+    assert parse_methods("whole-nsga2,fpgm-global") == ["fpgm-global", "whole-nsga2"]
+    with pytest.raises(SmoeaError, match="unknown method magic"):
+        parse_methods("smoea,magic")
+
+
+def test_uniform_ranking_drops_the_same_fraction_of_every_layer():
+    scores = [torch.rand(n).numpy() for n in (8, 16, 32)]
+    masks = baselines.uniform_keep(scores, 0.5, [1, 1, 1])
+    assert [int(m.sum()) for m in masks] == [4, 8, 16]
+    for score, mask in zip(scores, masks):
+        assert score[mask].min() >= score[~mask].max()  # the best-scored are kept
+
+
+def test_global_ranking_respects_the_minimum_per_layer():
+    scores = [torch.full((8,), 0.01).numpy(), torch.rand(16).numpy() + 1]
+    masks = baselines.global_keep(scores, 0.6, [2, 1])
+    assert int(masks[0].sum()) == 2  # every score there is below the threshold
+
+
+def test_a_failing_method_is_reported_and_the_others_go_on(tiny_splits, monkeypatch):
+    model, splits = tiny_splits
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("criterion exploded")
+
+    monkeypatch.setattr("smoea.compare.criterion_prune", broken)
+    result = compare(
+        lambda: copy.deepcopy(model),
+        splits,
+        ["l1-uniform", "whole-nsga2"],
+        [0],
+        tiny_config(generations=1),
+        torch.device("cpu"),
+        log=lambda m: None,
+    )
+    assert "criterion exploded" in result["methods"]["l1-uniform"]["failed"]
+    assert result["methods"]["whole-nsga2"]["test_accuracy_mean"] > 0
+
+
+def test_compare_command_writes_json_table_and_plot_and_resumes(baseline, image_archive, tmp_path):
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        "--checkpoint",
+        str(baseline / "model.pt"),
+        "--data",
+        str(image_archive),
+        "--val-size",
+        "40",
+        "--target-params",
+        "0.5",
+        "--methods",
+        "l1-uniform,random-global",
+        "--seeds",
+        "0,1",
+        "--pop-size",
+        "6",
+        "--generations",
+        "1",
+        "--search-size",
+        "30",
+        "--finetune-epochs",
+        "0",
+        "--final-epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    result = json.loads((out / "compare.json").read_text())
+    for name in ("l1-uniform", "random-global"):
+        m = result["methods"][name]
+        for key in ("test_accuracy_mean", "test_accuracy_std", "params", "macs"):
+            assert key in m
+        assert m["seeds"] == [0, 1]
+        assert [s["step"] for s in m["runs"][0]["finetune_schedule"]] == [6]
+    for key in ("test_accuracy", "params", "macs"):
+        assert key in result["baseline"]
+    assert (out / "compare.md").read_text().count("| l1-uniform |") == 1
+    assert (out / "compare.png").stat().st_size > 0
+
+    assert main(args) == 2  # a finished comparison is never overwritten silently
+    saved = (out / "runs" / "l1-uniform-seed1.json").read_text()
+    assert main([*args, "--resume"]) == 0  # finished runs are reused, not rerun
+    assert (out / "runs" / "l1-uniform-seed1.json").read_text() == saved
+    assert main([*args[:-2], "--final-epochs", "2", "--out", str(out), "--resume"]) == 2
