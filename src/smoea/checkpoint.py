@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from smoea.errors import SmoeaError
-from smoea.models import build_model, conv_filters
+from smoea.models import build_model, conv_filters, module_shapes
 
 FORMAT = "smoea-model/1"
 PICKLED_FORMAT = "smoea-pickled-model/1"
@@ -32,7 +32,10 @@ def save_model(path: str | Path, model: nn.Module, arch: dict | None, extra: dic
     """Save a model; ours as data (safe to load), any other module pickled (needs trust)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if arch is not None:
-        arch = dict(arch, filters=conv_filters(model))
+        if "filters" in arch:  # vgg: the filters per conv layer say it all
+            arch = dict(arch, filters=conv_filters(model))
+        else:
+            arch = dict(arch, shapes=module_shapes(model))
         record = {"format": FORMAT, "arch": arch, "state_dict": state, **extra}
     else:
         record = {"format": PICKLED_FORMAT, "module": model.cpu(), **extra}

@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a baseline model")
     _common(p)
-    p.add_argument("--model", default="vgg14")
+    p.add_argument(
+        "--model",
+        default="vgg14",
+        help="vgg14 | vgg16 | resnet20 | resnet56 | mobilenetv2 | torchvision:NAME",
+    )
     p.add_argument("--width", type=float, default=1.0)
     _train_flags(p)
     p.add_argument("--schedule", default="onecycle", help="onecycle | cosine")
@@ -84,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--trust-checkpoint", action="store_true")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="also measure inference time at batch 1 and 64 (median after warm-up)",
+    )
+
+    p = sub.add_parser("export", help="export a model file to ONNX or TorchScript")
+    p.add_argument("--config", help="TOML or YAML file whose keys are these flags")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument("--format", required=True, help="onnx | torchscript")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     return parser
 
 
@@ -122,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             "prune": cmd_prune,
             "compare": cmd_compare,
             "evaluate": cmd_evaluate,
+            "export": cmd_export,
         }[args.command]
         handler(args)
         return 0
@@ -197,7 +215,11 @@ def cmd_train(args) -> None:
         weight_decay=args.weight_decay,
         schedule=args.schedule,
     )
-    extra = {"normalize": {"mean": splits.mean, "std": splits.std}, "classes": splits.classes}
+    extra = {
+        "normalize": {"mean": splits.mean, "std": splits.std},
+        "classes": splits.classes,
+        "image_shape": list(splits.image_shape),
+    }
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
@@ -260,6 +282,7 @@ def _train_resume_state(out: Path, args) -> dict | None:
 def cmd_prune(args) -> None:
     from smoea import pipeline
     from smoea.checkpoint import load_record, model_from_record, save_model
+    from smoea.deploy import measure_latency
     from smoea.device import resolve_device
     from smoea.report import check_compatible, plot_report, versions
 
@@ -275,6 +298,7 @@ def cmd_prune(args) -> None:
     if "normalize" in record:
         splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
     extra = {k: record[k] for k in ("normalize", "classes") if k in record}
+    extra["image_shape"] = list(splits.image_shape)
     saved_args = {k: v for k, v in vars(args).items() if k != "resume"}
 
     def save_state(model, report) -> None:
@@ -313,6 +337,10 @@ def cmd_prune(args) -> None:
         "device": str(device),
         "versions": versions(),
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "latency": {
+            "baseline": measure_latency(baseline, splits.image_shape, device),
+            "pruned": measure_latency(model, splits.image_shape, device),
+        },
     }
     report["params_ratio"] = report["pruned"]["params"] / report["baseline"]["params"]
     report["macs_ratio"] = report["pruned"]["macs"] / report["baseline"]["macs"]
@@ -451,6 +479,10 @@ def cmd_evaluate(args) -> None:
     result = evaluate(model, splits.test, splits, device)
     counts = model_counts(model, splits.image_shape)
     obj = {"test_accuracy": result["accuracy"], "test_loss": result["loss"], **counts}
+    if args.latency:
+        from smoea.deploy import measure_latency
+
+        obj["latency"] = measure_latency(model, splits.image_shape, device)
     if args.json:
         print(json.dumps(obj))
     else:
@@ -458,6 +490,32 @@ def cmd_evaluate(args) -> None:
             f"test accuracy {obj['test_accuracy']:.4f}  params {obj['params']:,}  "
             f"MACs {obj['macs']:,}"
         )
+        if args.latency:
+            lat = obj["latency"]
+            print(
+                f"latency on {lat['device']} with {lat['threads']} threads: batch 1 "
+                f"{lat['batch_1_ms']:.2f} ms, batch 64 {lat['batch_64_ms']:.2f} ms (median)"
+            )
+
+
+def cmd_export(args) -> None:
+    from smoea.checkpoint import load_record, model_from_record
+    from smoea.deploy import FORMATS, export
+
+    if args.format not in FORMATS:
+        raise SmoeaError(f"unknown --format {args.format!r}; choose {' or '.join(FORMATS)}")
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise SmoeaError(f"{out} already exists; pass --force to overwrite it")
+    record = load_record(args.checkpoint, args.trust_checkpoint)
+    model = model_from_record(record, args.checkpoint)
+    arch = record.get("arch") or {}
+    shape = record.get("image_shape") or (arch.get("in_channels"), arch.get("image_size"))
+    if None in shape:
+        raise SmoeaError(f"{args.checkpoint} does not record its input shape; use the Python API")
+    image_shape = tuple(shape) if len(shape) == 3 else (shape[0], shape[1], shape[1])
+    export(model, image_shape, args.format, out)
+    print(f"{args.format} -> {out}")
 
 
 if __name__ == "__main__":

@@ -68,8 +68,15 @@ def compare(
     after a method finished; nothing is chosen by them.
     """
     config.validate()
-    if config.target_params is None:
-        raise SmoeaError("smoea compare needs --target-params")
+    if config.target_params is None or config.target_macs is not None:
+        raise SmoeaError("smoea compare compares at a parameter target: give --target-params")
+    if config.objectives is not None and config.objectives.replace(" ", "") not in (
+        "error,params",
+        "loss,params",
+    ):
+        raise SmoeaError(
+            "smoea compare runs the two objectives of the paper (error or loss, params)"
+        )
     runs: dict[str, list[dict]] = {}
     for seed in seeds:
         cfg = replace(config, seed=seed)

@@ -21,6 +21,7 @@ from smoea.train import TrainConfig, train
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0}
 OBJECTIVES = ("error", "loss")
+SIZES = ("params", "macs")
 
 
 @dataclass
@@ -28,6 +29,8 @@ class PruneConfig:
     """Everything that steers one SMOEA run; defaults chosen by measurement (see README)."""
 
     target_params: float | None = 0.1656
+    target_macs: float | None = None  # when set, the target is on MACs instead of parameters
+    objectives: str | None = None  # e.g. "error,params,macs"; None: objective and the target's
     groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
     pop_size: int = 24
     generations: int = 20
@@ -46,21 +49,53 @@ class PruneConfig:
         default_factory=lambda: TrainConfig(epochs=5, lr=0.01, schedule="cosine")
     )
 
+    @property
+    def measure(self) -> str:
+        """What the target counts: "macs" with a MAC target, else "params"."""
+        return "macs" if self.target_macs is not None else "params"
+
+    @property
+    def target(self) -> float | None:
+        return self.target_macs if self.target_macs is not None else self.target_params
+
+    def objective_list(self) -> list[str]:
+        """[f1 name, size names...]: --objectives, or the objective and the target's measure."""
+        if self.objectives is None:
+            return [self.objective, self.measure]
+        return [o.strip() for o in self.objectives.split(",") if o.strip()]
+
     def validate(self) -> None:
-        if self.target_params is not None and not 0 < self.target_params <= 1:
-            raise SmoeaError(f"--target-params must be in (0, 1], got {self.target_params}")
-        if self.objective not in OBJECTIVES:
-            raise SmoeaError(f"unknown --objective {self.objective!r}; choose error or loss")
+        for flag, r in (
+            ("--target-params", self.target_params),
+            ("--target-macs", self.target_macs),
+        ):
+            if r is not None and not 0 < r <= 1:
+                raise SmoeaError(f"{flag} must be in (0, 1], got {r}")
+        self._validate_objectives()
         if self.select not in RULES:
             raise SmoeaError(f"unknown --select {self.select!r}; choose one of {', '.join(RULES)}")
-        if self.select == "target" and self.target_params is None:
-            raise SmoeaError("--select target needs --target-params")
+        if self.select == "target" and self.target is None:
+            raise SmoeaError("--select target needs --target-params or --target-macs")
         if self.budget not in BUDGET_RULES:
             raise SmoeaError(f"unknown --budget {self.budget!r}; choose {', '.join(BUDGET_RULES)}")
         if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
             raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
         if not 0 <= self.min_keep < 1:
             raise SmoeaError(f"--min-keep must be in [0, 1), got {self.min_keep}")
+
+    def _validate_objectives(self) -> None:
+        names = self.objective_list()
+        f1, sizes = (names[0] if names else None), names[1:]
+        if f1 not in OBJECTIVES:
+            raise SmoeaError(f"--objectives must start with error or loss, got {self.objectives!r}")
+        if self.objectives is None:
+            return
+        if not 1 <= len(sizes) <= 2 or len(set(sizes)) != len(sizes):
+            raise SmoeaError("--objectives takes error (or loss) and one or both of params, macs")
+        if any(size not in SIZES for size in sizes):
+            raise SmoeaError(f"--objectives: unknown size in {self.objectives!r}; use params, macs")
+        if self.target is not None and self.measure not in sizes:
+            raise SmoeaError(f"--objectives must include {self.measure} to reach its target")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -117,6 +152,8 @@ class _Run:
         groups = parse_groups(self.cfg.groups, n) if self.cfg.groups else default_groups(first)
         report = {
             "config": self.cfg.as_dict(),
+            "objectives": self.cfg.objective_list(),
+            "target_measure": self.cfg.measure,
             "seed": self.cfg.seed,
             "original": {w: float(first.count(full, w)[0]) for w in ("params", "macs")},
             "filters_before": full.tolist(),
@@ -128,13 +165,13 @@ class _Run:
         return report
 
     def _check_target(self, s: Structure, report: dict) -> None:
-        r = self.cfg.target_params
+        r, what = self.cfg.target, self.cfg.measure
         if r is None:
             return
-        floor = s.count(np.array(report["min_keep"]), "params")[0] / report["original"]["params"]
+        floor = s.count(np.array(report["min_keep"]), what)[0] / report["original"][what]
         if floor > r:
             raise SmoeaError(
-                f"--target-params {r} is below {floor:.4f}, the smallest model the "
+                f"--target-{what} {r} is below {floor:.4f}, the smallest model the "
                 f"per-layer minimum (--min-keep {self.cfg.min_keep}) allows"
             )
 
@@ -159,10 +196,10 @@ class _Run:
             search_seconds=sum(gr["seconds"] for gr in self.report["groups"]),
             total_seconds=time.perf_counter() - start,
         )
-        r = self.cfg.target_params
-        if r is not None and self.report["params_ratio"] < r - 0.01:
+        r, what = self.cfg.target, self.cfg.measure
+        if r is not None and self.report[f"{what}_ratio"] < r - 0.01:
             self.log(
-                f"note: the model keeps {self.report['params_ratio']:.4f} of its parameters, "
+                f"note: the model keeps {self.report[f'{what}_ratio']:.4f} of its {what}, "
                 f"below {r - 0.01:.4f}: its filters are too coarse to land nearer {r}"
             )
         return self.model.eval(), self.report
@@ -182,17 +219,21 @@ class _Run:
             c.objective,
             c.eval_batch_size,
         )
-        problem = GroupProblem(evaluator, base, self.original["params"], budget)
+        names = self.cfg.objective_list()
+        problem = GroupProblem(
+            evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
+        )
         l1 = [s.l1_norms(i) for i in layers]
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
         result = run_nsga2(
             problem, l1, self.cfg.pop_size, self.cfg.generations, self.cfg.seed + g, desc
         )
-        pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance)
+        pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance, problem.size_column)
         x = result.X[pick]
         if budget is not None:
             x = self._fit(problem, genome, x, l1, budget)
-        chosen = [float(evaluator(x[None])[0]), float(problem.f2(x[None])[0])]
+        chosen = [float(evaluator(x[None])[0])]
+        chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
         s.remove(genome.split(x))
         self.report["groups"].append(
             {
@@ -217,24 +258,24 @@ class _Run:
         only remove, so a group that overshot would leave the final model below it. The last
         group (budget r) gives back its strongest dropped units while they fit, so the final
         model lands as near r as single filters allow (the comparison needs one size)."""
-        floor = self.cfg.target_params
+        floor = self.cfg.target
         order = [np.argsort(-n, kind="stable") for n in l1]
         return fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
 
     def _budget(self, s: Structure, g: int) -> float | None:
         """Whole-model parameter fraction allowed after group g (see README: budget rules)."""
-        r = self.cfg.target_params
+        r, what = self.cfg.target, self.cfg.measure
         if r is None:
             return None
         full = s.units_per_layer
-        now = s.count(full, "params")[0] / self.original["params"]
+        now = s.count(full, what)[0] / self.original[what]
         if g == len(self.groups) - 1:
             return r
         masses = []
         for layers in self.groups[g:]:
             kept = full.copy()
             kept[layers] = [self.min_keep[i] for i in layers]
-            masses.append(now - s.count(kept, "params")[0] / self.original["params"])
+            masses.append(now - s.count(kept, what)[0] / self.original[what])
         need = max(0.0, now - r)
         power = BUDGET_RULES[self.cfg.budget]
         weights = np.array(masses) ** power
@@ -263,8 +304,19 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target-params",
         type=float,
-        default=d.target_params,
+        default=None,
         help="fraction of the original parameters to keep (default 0.1656)",
+    )
+    p.add_argument(
+        "--target-macs",
+        type=float,
+        default=None,
+        help="fraction of the original multiply-accumulates to keep (instead of parameters)",
+    )
+    p.add_argument(
+        "--objectives",
+        default=None,
+        help="error (or loss) and one or both of params, macs; e.g. error,params,macs",
     )
     p.add_argument("--groups", default=None, help="e.g. 1-2,3-4,5-7 (default: one per stage)")
     p.add_argument("--pop-size", type=int, default=d.pop_size)
@@ -296,8 +348,15 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
     def tune(epochs, lr):
         return TrainConfig(epochs=epochs, lr=lr, batch_size=args.batch_size, schedule="cosine")
 
+    if args.target_params is not None and args.target_macs is not None:
+        raise SmoeaError("give --target-params or --target-macs, not both")
+    target_params = args.target_params
+    if target_params is None and args.target_macs is None:
+        target_params = PruneConfig.target_params
     return PruneConfig(
-        target_params=args.target_params,
+        target_params=target_params,
+        target_macs=args.target_macs,
+        objectives=args.objectives,
         groups=args.groups,
         pop_size=args.pop_size,
         generations=args.generations,

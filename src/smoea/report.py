@@ -65,23 +65,7 @@ def plot_report(report: dict, out) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = report["groups"]
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3), squeeze=False)
-    for ax, group in zip(axes[0], groups):
-        front = [tuple(p) for p in group["front"]]
-        if front:
-            f1, f2 = zip(*front)
-            ax.scatter(f2, f1, s=12, label="front")
-        ax.scatter(
-            [group["chosen"][1]], [group["chosen"][0]], marker="*", s=120, c="red", label="chosen"
-        )
-        ax.set_title(f"conv {group['layers'][0]}-{group['layers'][-1]}")
-        ax.set_xlabel("params (fraction)")
-        ax.set_ylabel("search-set error")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(f"{out}/fronts.png", dpi=110)
-    plt.close(fig)
+    _plot_fronts(plt, report, f"{out}/fronts.png")
 
     fig, ax = plt.subplots(figsize=(7, 3))
     before, after = report["filters_before"], report["filters_after"]
@@ -95,3 +79,32 @@ def plot_report(report: dict, out) -> None:
     fig.tight_layout()
     fig.savefig(f"{out}/filters.png", dpi=110)
     plt.close(fig)
+
+
+def _plot_fronts(plt, report: dict, path: str) -> None:
+    """One column per group; one row per pair of objectives (three rows for three objectives)."""
+    groups = report["groups"]
+    names = report.get("objectives") or ["error", "params"]
+    pairs = [(1, 0)] if len(names) == 2 else [(1, 0), (2, 0), (1, 2)]
+    fig, axes = plt.subplots(
+        len(pairs), len(groups), figsize=(3.2 * len(groups), 3 * len(pairs)), squeeze=False
+    )
+    for col, group in enumerate(groups):
+        front = [tuple(p) for p in group["front"]]
+        for row, (x, y) in enumerate(pairs):
+            ax = axes[row][col]
+            if front:
+                ax.scatter([p[x] for p in front], [p[y] for p in front], s=12, label="front")
+            chosen = group["chosen"]
+            ax.scatter([chosen[x]], [chosen[y]], marker="*", s=120, c="red", label="chosen")
+            ax.set_title(f"conv {group['layers'][0]}-{group['layers'][-1]}")
+            ax.set_xlabel(_axis_label(names[x]))
+            ax.set_ylabel(_axis_label(names[y]))
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _axis_label(name: str) -> str:
+    return {"error": "search-set error", "loss": "search-set loss"}.get(name, f"{name} (fraction)")

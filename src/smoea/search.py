@@ -134,32 +134,56 @@ def make_evaluator(
 
 
 class GroupProblem(Problem):
-    """Minimise (f1, f2) over the group's bits; with a budget, f2 <= budget is a constraint."""
+    """Minimise f1 and one or two size fractions over the group's bits.
+
+    `sizes` names the size objectives after f1 ("params", "macs" or both), each the whole
+    model's count as a fraction of the original; with a budget, the `measure` fraction (params
+    or MACs, the one the target is on) <= budget is a constraint.
+    """
 
     def __init__(
         self,
         evaluator: SubnetEvaluator,
         base_kept: np.ndarray,
-        original: float,
+        original: float | dict[str, float],
         budget: float | None,
+        measure: str = "params",
+        sizes: tuple[str, ...] = ("params",),
     ):
         self.evaluator, self.base_kept = evaluator, base_kept
+        if not isinstance(original, dict):
+            original = {measure: float(original)}
         self.original, self.budget = original, budget
+        self.measure, self.sizes = measure, tuple(sizes)
         n_constr = 0 if budget is None else 1
         super().__init__(
-            n_var=evaluator.genome.n_var, n_obj=2, n_ieq_constr=n_constr, xl=0, xu=1, vtype=bool
+            n_var=evaluator.genome.n_var,
+            n_obj=1 + len(self.sizes),
+            n_ieq_constr=n_constr,
+            xl=0,
+            xu=1,
+            vtype=bool,
         )
 
-    def f2(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def size_column(self) -> int:
+        """The column of F that holds the constrained measure."""
+        return 1 + self.sizes.index(self.measure) if self.measure in self.sizes else 1
+
+    def fraction(self, X: np.ndarray, what: str) -> np.ndarray:
         kept = self.evaluator.genome.kept(X, self.base_kept)
-        return self.evaluator.structure.count(kept, "params") / self.original
+        return self.evaluator.structure.count(kept, what) / self.original[what]
+
+    def f2(self, X: np.ndarray) -> np.ndarray:
+        """The constrained measure's fraction (parameters unless the target is on MACs)."""
+        return self.fraction(X, self.measure)
 
     def _evaluate(self, X, out, *args, **kwargs):
         X = X.astype(bool)
-        f2 = self.f2(X)
-        out["F"] = np.column_stack([self.evaluator(X), f2])
+        sizes = [self.fraction(X, what) for what in self.sizes]
+        out["F"] = np.column_stack([self.evaluator(X), *sizes])
         if self.budget is not None:
-            out["G"] = (f2 - self.budget)[:, None]
+            out["G"] = (self.f2(X) - self.budget)[:, None]
 
 
 class SeededSampling(Sampling):

@@ -15,15 +15,23 @@ def non_dominated(F: np.ndarray) -> np.ndarray:
     return NonDominatedSorting().do(np.asarray(F, dtype=float), only_non_dominated_front=True)
 
 
-def choose(F: np.ndarray, rule: str, budget: float | None = None, tolerance: float = 0.01) -> int:
-    """Index of the chosen point of a front F = [f1 error, f2 size].
+def choose(
+    F: np.ndarray,
+    rule: str,
+    budget: float | None = None,
+    tolerance: float = 0.01,
+    column: int = 1,
+) -> int:
+    """Index of the chosen point of a front F = [f1 error, size, ...].
 
-    target: lowest f1 within the budget; tolerance: smallest f2 whose f1 is within `tolerance`
-    of the best f1 within the budget; knee: the point farthest from the line joining the ends.
+    `column` is the size the budget is on (the others, with three objectives, only shape the
+    front). target: lowest f1 within the budget; tolerance: smallest size whose f1 is within
+    `tolerance` of the best f1 within the budget; knee: the point farthest from the line
+    joining the ends of the (f1, size) projection.
     """
     if rule not in RULES:
         raise SmoeaError(f"unknown --select {rule!r}; choose one of {', '.join(RULES)}")
-    F = np.asarray(F, dtype=float)
+    F = np.asarray(F, dtype=float)[:, [0, column]]
     ok = np.flatnonzero(F[:, 1] <= budget + 1e-12) if budget is not None else np.arange(len(F))
     if len(ok) == 0:
         return int(np.argmin(F[:, 1]))

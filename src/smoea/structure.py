@@ -234,7 +234,7 @@ def _count_table(s: Structure) -> CountTable:
     _, _, layer_macs, layer_params = tp.utils.count_ops_and_params(
         s.model, s.example, layer_wise=True
     )
-    out_owner, in_owner = _owners(s)
+    out_owner, in_owner, shared = _owners(s)
     none = len(s.layers)
     p_terms, m_terms = [], []
     for module in s.model.modules():
@@ -252,6 +252,9 @@ def _count_table(s: Structure) -> CountTable:
             owner = b if b != none else a
             p_terms.append((params, none, owner))
             m_terms.append((macs, none, owner))
+        elif module in shared:  # one module called on several layers' channels
+            for share, owner in shared[module]:
+                m_terms.append((macs * share, owner, none))
         else:
             p_terms.append((params, a, none))
             m_terms.append((macs, a, none))
@@ -263,8 +266,10 @@ def _depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1
 
 
-def _owners(s: Structure) -> tuple[dict, dict]:
-    """Which layer's units each module's output and input channels belong to."""
+def _owners(s: Structure) -> tuple[dict, dict, dict]:
+    """Which layer's units each module's output and input channels belong to; and, for a
+    parameter-free module called more than once (torchvision reuses one ReLU in a block), each
+    call's share of its MACs with the call's owner."""
     out_owner, in_owner = {}, {}
     for layer in s.layers:
         group = s.graph.get_pruning_group(layer.conv, tp.prune_conv_out_channels, [0])
@@ -276,33 +281,54 @@ def _owners(s: Structure) -> tuple[dict, dict]:
                 out_owner.setdefault(module, layer.index)
             else:
                 in_owner.setdefault(module, layer.index)
-    _tag_elementwise_inputs(s, in_owner)
-    return out_owner, in_owner
+    shared = _tag_elementwise_inputs(s, in_owner)
+    return out_owner, in_owner, shared
 
 
-def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> None:
-    """Parameter-free modules (ReLU, pooling) belong to the layer whose mask zeroes their input."""
+def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> dict:
+    """Parameter-free modules (ReLU, pooling) belong to the layer whose mask zeroes their input.
+
+    Returns the modules called more than once, as [(share of the MACs, owner)] per call.
+    """
     leaves = [m for m in s.model.modules() if next(m.children(), None) is None]
-    zero_inputs: dict[nn.Module, bool] = {}
+    calls: dict[nn.Module, list] = {}  # per call: input numel, then whether it is all zero
 
     def pre_hook(module, inputs):
         x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-        zero_inputs[module] = x is not None and not bool(x.abs().sum())
+        calls.setdefault(module, []).append(
+            (0 if x is None else x.numel(), x is not None and not bool(x.abs().sum()))
+        )
 
     example = torch.randn(2, *s.example.shape[1:], device=s.example.device)
     handles = [m.register_forward_pre_hook(pre_hook) for m in leaves]
+    call_owner: dict[nn.Module, list] = {}
+    none = len(s.layers)
     try:
+        with torch.no_grad():
+            s.model(example)
+        sizes = {m: [n for n, _ in c] for m, c in calls.items()}
         with s.masking(), torch.no_grad():
             for layer in s.layers:
                 s.set_masks({layer.index: np.zeros(layer.units)})
-                zero_inputs.clear()
+                calls.clear()
                 s.model(example)
-                for module, is_zero in zero_inputs.items():
-                    if is_zero:
-                        in_owner.setdefault(module, layer.index)
+                for module, per_call in calls.items():
+                    owners = call_owner.setdefault(module, [none] * len(per_call))
+                    for k, (_, is_zero) in enumerate(per_call):
+                        if is_zero and owners[k] == none:
+                            owners[k] = layer.index
     finally:
         for h in handles:
             h.remove()
+    shared = {}
+    for module, owners in call_owner.items():
+        if len(owners) == 1:
+            if owners[0] != none:
+                in_owner.setdefault(module, owners[0])
+        elif module not in in_owner and not list(module.parameters()):
+            total = max(1, sum(sizes[module]))
+            shared[module] = [(n / total, o) for n, o in zip(sizes[module], owners)]
+    return shared
 
 
 def split_at(model: nn.Module, module: nn.Module) -> tuple[nn.Module, nn.Module]:
