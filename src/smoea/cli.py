@@ -126,10 +126,16 @@ _interrupted_hint = [""]
 
 
 def _raise_interrupt(signum, frame):
+    from smoea import interrupt
+
+    interrupt.request_stop()
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    from smoea import interrupt
+
+    interrupt.reset()
     _interrupted_hint[0] = ""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:

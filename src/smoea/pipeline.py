@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from smoea import interrupt
 from smoea.data import Splits, TensorData, channel_stats, draw_subset
 from smoea.errors import SmoeaError
 from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
@@ -186,6 +187,7 @@ class _Run:
                 self.report["groups"][-1]["finetune"] = tuned
             if on_group_done is not None:
                 on_group_done(self.model, self.report)
+            interrupt.check()
         if self.cfg.final.epochs > 0:
             tuned = self._finetune(self.cfg.final, "final fine-tune", len(self.groups) + 1)
             self.report["final_finetune"] = tuned

@@ -21,6 +21,7 @@ from pymoo.operators.mutation.bitflip import BitflipMutation
 from pymoo.optimize import minimize
 from tqdm import tqdm
 
+from smoea import interrupt
 from smoea.data import TensorData, normalize
 from smoea.structure import Structure, split_at
 from smoea.train import autocast
@@ -253,6 +254,7 @@ class _Progress(Callback):
         self.bar = bar
 
     def notify(self, algorithm):
+        interrupt.check()
         F = algorithm.opt.get("F")
         if F is not None and len(F):
             self.bar.set_postfix(best_f1=f"{F[:, 0].min():.4f}", front=len(F))

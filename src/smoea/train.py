@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from smoea import interrupt
 from smoea.data import Splits, TensorData, batches
 from smoea.errors import SmoeaError
 
@@ -122,6 +123,7 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
         correct += (logits.argmax(1) == y).sum().cpu()
         seen += len(y)
         if step % 20 == 0:  # one host sync every 20 steps for the bar and the NaN check
+            interrupt.check()
             if not torch.isfinite(loss_sum):
                 model.load_state_dict(last_good)
                 raise TrainingDiverged(
