@@ -29,8 +29,10 @@ def main(base_path: str, pruned_path: str, repeats: int = 50) -> None:
             f"{name:9s} params {r['params']:>10,}  MACs {r['macs']:>12,}  "
             f"batch 1 {r['batch_1_ms']:8.2f} ms  batch 64 {r['batch_64_ms']:8.2f} ms"
         )
-    print(f"MAC ratio pruned/baseline: {p['macs'] / b['macs']:.3f} (ideal speedup "
-          f"{b['macs'] / p['macs']:.2f}x)")
+    print(
+        f"MAC ratio pruned/baseline: {p['macs'] / b['macs']:.3f} (ideal speedup "
+        f"{b['macs'] / p['macs']:.2f}x)"
+    )
     for batch in (1, 64):
         key = f"batch_{batch}_ms"
         print(f"speedup at batch {batch}: {b[key] / p[key]:.2f}x")

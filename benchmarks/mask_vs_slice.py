@@ -44,15 +44,18 @@ def main() -> None:
     example = torch.zeros(1, 3, 32, 32)
     s = Structure(model, example)
     x = torch.randn(args.images, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    print(f"vgg14 width {args.width}, {args.images} images, keep {args.keep:.0%} of each group "
-          f"layer, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"vgg14 width {args.width}, {args.images} images, keep {args.keep:.0%} of each group "
+        f"layer, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
     print("group  layers    mask_s  slice_s  slice/mask")
     for g, layers in enumerate(default_groups(s)):
         prefix, suffix = split_at(model, s.layers[layers[0]].conv)
         with torch.inference_mode():
             feats = prefix(x).contiguous(memory_format=torch.channels_last)
-        masks = {i: np.arange(s.layers[i].units) < round(args.keep * s.layers[i].units)
-                 for i in layers}
+        masks = {
+            i: np.arange(s.layers[i].units) < round(args.keep * s.layers[i].units) for i in layers
+        }
 
         def masked():
             with torch.inference_mode(), s.masking():
@@ -69,7 +72,9 @@ def main() -> None:
                 pruned_suffix(feats)
 
         m, sl = timed(masked, args.repeats), timed(sliced, args.repeats)
-        print(f"{g + 1:>5}  {layers[0] + 1:>2}-{layers[-1] + 1:<5}  {m:7.3f}  {sl:7.3f}  {sl / m:9.2f}")
+        print(
+            f"{g + 1:>5}  {layers[0] + 1:>2}-{layers[-1] + 1:<5}  {m:7.3f}  {sl:7.3f}  {sl / m:9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ def main(base_dir: str, prune_dir: str) -> None:
         )
     if "final_finetune" in report:
         f = report["final_finetune"]
-        lines.append(f"final fine-tune: {f['epochs']} epochs, {f['seconds']:.0f} s, "
-                     f"validation accuracy {f['val_accuracy']:.4f}")
+        lines.append(
+            f"final fine-tune: {f['epochs']} epochs, {f['seconds']:.0f} s, "
+            f"validation accuracy {f['val_accuracy']:.4f}"
+        )
     print("\n".join(lines))
 
 

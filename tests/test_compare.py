@@ -62,6 +62,9 @@ def test_every_method_reaches_the_target_within_one_percent(comparison):
     for name, m in comparison["methods"].items():
         assert "failed" not in m, (name, m)
         assert (TARGET - 0.01) * base <= m["params"] <= TARGET * base, name
+        info = m["runs"][0].get("method_info", {})
+        if "params_ratio" in info:  # the criteria's own count agrees with the counter's
+            assert info["params_ratio"] == pytest.approx(m["params"] / base, abs=1e-9)
     assert comparison["params_within_1pct"]
 
 

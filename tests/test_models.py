@@ -142,3 +142,25 @@ def test_copy_of_model_is_independent():
     s = Structure(model, torch.zeros(1, *SHAPE))
     s.remove(_random_masks(s))
     assert sum(p.numel() for p in twin.parameters()) > sum(p.numel() for p in model.parameters())
+
+
+def test_cli_mac_target_with_three_objectives_writes_and_plots_the_front(
+    tmp_path, image_archive, baseline
+):
+    import json
+
+    from smoea.cli import main
+
+    out = tmp_path / "macs"
+    args = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
+    args += ["--target-macs", "0.5", "--objectives", "error,params,macs", "--pop-size", "6"]
+    args += ["--generations", "1", "--search-size", "30", "--finetune-epochs", "0"]
+    args += ["--final-epochs", "0", "--val-size", "40", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert 0.49 <= report["macs_ratio"] <= 0.5
+    assert report["target_measure"] == "macs"
+    assert all(len(point) == 3 for g in report["groups"] for point in g["front"])
+    assert (out / "fronts.png").stat().st_size > 0
+    both = [*args[:-2], "--target-params", "0.5", "--out", str(tmp_path / "both")]
+    assert main(both) == 2  # one target at a time

@@ -121,13 +121,14 @@ def criterion_prune(
     setting = _bisect(ratio_of, target)
     masks = keep_fn(scores, setting, floors)
     refilled = fill_up(masks, scores, lambda kept: s.count(kept, "params")[0] / original, target)
+    kept = np.array([m.sum() for m in masks])
     s.remove(dict(enumerate(masks)))
     return {
         "criterion": criterion,
         "ranking": ranking,
         "setting": setting,
         "refilled_filters": refilled,
-        "params_ratio": s.count(s.units_per_layer, "params")[0] / original,
+        "params_ratio": float(s.count(kept, "params")[0] / original),
         "seconds": time.perf_counter() - start,
     }
 
