@@ -185,3 +185,13 @@ def test_compare_command_writes_json_table_and_plot_and_resumes(baseline, image_
     assert main([*args, "--resume"]) == 0  # finished runs are reused, not rerun
     assert (out / "runs" / "l1-uniform-seed1.json").read_text() == saved
     assert main([*args[:-2], "--final-epochs", "2", "--out", str(out), "--resume"]) == 2
+
+
+def test_a_run_saved_before_a_new_setting_existed_is_reused_only_at_its_default():
+    from smoea.compare import _same_settings
+
+    current = json.loads(json.dumps(tiny_config().as_dict()))
+    older = {k: v for k, v in current.items() if k != "target_macs"}
+    assert _same_settings(older, current)
+    assert not _same_settings(older, dict(current, target_macs=0.5))
+    assert not _same_settings(current, dict(current, pop_size=7))

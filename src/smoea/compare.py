@@ -97,7 +97,7 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> 
     settings = json.loads(json.dumps(cfg.as_dict()))
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
-        if saved.get("config") != settings:
+        if not _same_settings(saved.get("config") or {}, settings):
             raise SmoeaError(f"{path} was run with other settings; use another --out or --force")
         log(f"seed {seed} {name}: reusing {path}")
         return saved
@@ -116,6 +116,19 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> 
         tmp.write_text(json.dumps(result, indent=2))
         tmp.replace(path)
     return result
+
+
+def _same_settings(saved: dict, current: dict) -> bool:
+    """The saved run's settings equal these; keys added to the config since then must still
+    hold their defaults (an older run is reused only if nothing it did would differ)."""
+    defaults = json.loads(json.dumps(PruneConfig().as_dict()))
+    for key, value in current.items():
+        if key in saved:
+            if saved[key] != value:
+                return False
+        elif value != defaults.get(key):
+            return False
+    return True
 
 
 def _short(result: dict) -> str:
