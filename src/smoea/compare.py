@@ -18,7 +18,7 @@ from smoea.data import Splits
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
 from smoea.report import model_counts
-from smoea.structure import Structure, default_groups, parse_groups
+from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, evaluate, train
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
@@ -147,9 +147,10 @@ def run_method(
 ) -> dict:
     """Prune a fresh copy of the baseline with one method variant, fine-tune, measure."""
     model.to(device).eval()
-    n_groups = _n_groups(model, splits, cfg, device)
     if name == "smoea":
         return _run_smoea(model, splits, cfg, device)
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    n_groups = len(plan_groups(s, cfg.groups))  # the groups SMOEA would use: its schedule
     if name == "whole-nsga2":
         budget = smoea_run["evaluations"] if smoea_run and "evaluations" in smoea_run else None
         budget = budget or cfg.pop_size * (cfg.generations + 1) * n_groups
@@ -162,12 +163,6 @@ def run_method(
     )
     info["evaluations"] = 0
     return _tune_and_measure(model, splits, cfg, device, n_groups, info)
-
-
-def _n_groups(model, splits, cfg, device) -> int:
-    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    groups = parse_groups(cfg.groups, len(s.layers)) if cfg.groups else default_groups(s)
-    return len(groups)
 
 
 def _run_smoea(model, splits, cfg, device) -> dict:
@@ -197,7 +192,7 @@ def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> 
     start = time.perf_counter()
     for step, tc in schedule:
         train(model, splits, tc, device, cfg.seed * 1000 + step, desc=f"fine-tune step {step}")
-    s = Structure(model.eval(), torch.zeros(1, *splits.image_shape, device=device))
+    example = torch.zeros(1, *splits.image_shape, device=device)
     return _measure(
         model,
         splits,
@@ -207,7 +202,7 @@ def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> 
             "evaluations": info["evaluations"],
             "finetune_seconds": time.perf_counter() - start,
             "finetune_schedule": _schedule_record(schedule),
-            "filters_after": s.units_per_layer.tolist(),
+            "filters_after": Structure(model, example).units_per_layer.tolist(),
             "method_info": info,
         },
     )

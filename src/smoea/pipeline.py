@@ -17,7 +17,7 @@ from smoea.data import Splits, TensorData, channel_stats, draw_subset
 from smoea.errors import SmoeaError
 from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
-from smoea.structure import Structure, default_groups, parse_groups
+from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, train
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0}
@@ -151,8 +151,7 @@ class _Run:
     def _plan(self, first: Structure) -> dict:
         """What stays fixed for the whole run: original counts, groups, per-layer minimums."""
         full = first.units_per_layer
-        n = len(first.layers)
-        groups = parse_groups(self.cfg.groups, n) if self.cfg.groups else default_groups(first)
+        groups = plan_groups(first, self.cfg.groups)
         report = {
             "config": self.cfg.as_dict(),
             "objectives": self.cfg.objective_list(),

@@ -204,6 +204,11 @@ def default_groups(structure: Structure) -> list[list[int]]:
     return groups
 
 
+def plan_groups(structure: Structure, text: str | None) -> list[list[int]]:
+    """The groups a run uses: `--groups` text if given, else one per spatial stage."""
+    return parse_groups(text, len(structure.layers)) if text else default_groups(structure)
+
+
 def parse_groups(text: str, n_layers: int) -> list[list[int]]:
     """`1-2,3-4,5-7` (conv layers numbered from 1) to lists of 0-based layer indices."""
     groups = []
