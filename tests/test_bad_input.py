@@ -164,6 +164,10 @@ CASES = {
         + ["--target-params", "1.5"],
         "(0, 1]",
     ),
+    "round-to below 1": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--round-to", "0"],
+        "--round-to",
+    ),
     "diverging loss": (["train", "--data", "{archive}", "--lr", "1e12"], "loss became"),
 }
 

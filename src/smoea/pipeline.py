@@ -41,6 +41,7 @@ class PruneConfig:
     tolerance: float = 0.01
     budget: str = "heavy-late"
     min_keep: float = 0.05
+    round_to: int = 1  # kept filters per layer a multiple of this (or the whole layer)
     eval_batch_size: int = 500
     seed: int = 0
     finetune: TrainConfig = field(
@@ -83,6 +84,8 @@ class PruneConfig:
             raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
         if not 0 <= self.min_keep < 1:
             raise SmoeaError(f"--min-keep must be in [0, 1), got {self.min_keep}")
+        if self.round_to < 1:
+            raise SmoeaError(f"--round-to must be >= 1, got {self.round_to}")
 
     def _validate_objectives(self) -> None:
         names = self.objective_list()
@@ -210,7 +213,12 @@ class _Run:
     def _stage(self, g: int, layers: list[int]) -> None:
         s = Structure(self.model, self.example)
         base = s.units_per_layer
-        genome = Genome(layers, [int(base[i]) for i in layers], [self.min_keep[i] for i in layers])
+        genome = Genome(
+            layers,
+            [int(base[i]) for i in layers],
+            [self.min_keep[i] for i in layers],
+            self.cfg.round_to,
+        )
         budget = self._budget(s, g)
         c = self.cfg
         evaluator = make_evaluator(
@@ -235,6 +243,7 @@ class _Run:
         x = result.X[pick]
         if budget is not None:
             x = self._fit(problem, genome, x, l1, budget)
+            self._note_unrounded(genome, x)
         chosen = [float(evaluator(x[None])[0])]
         chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
         s.remove(genome.split(x))
@@ -264,6 +273,16 @@ class _Run:
         floor = self.cfg.target
         order = [np.argsort(-n, kind="stable") for n in l1]
         return fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
+
+    def _note_unrounded(self, genome: Genome, x: np.ndarray) -> None:
+        """Say so when single filters had to finish the fit and a count left the multiples."""
+        counts = [int(m.sum()) for m in genome.split(x).values()]
+        off = [c for j, c in enumerate(counts) if c not in genome.allowed(j)]
+        if genome.round_to > 1 and off:
+            self.log(
+                f"note: to land on the target, {len(off)} layer(s) keep a count that is not a "
+                f"multiple of --round-to {genome.round_to}: {off}"
+            )
 
     def _budget(self, s: Structure, g: int) -> float | None:
         """Whole-model parameter fraction allowed after group g (see README: budget rules)."""
@@ -340,6 +359,12 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         default=d.min_keep,
         help="smallest fraction of filters any layer keeps",
     )
+    p.add_argument(
+        "--round-to",
+        type=int,
+        default=d.round_to,
+        help="keep a multiple of this many filters per layer (or all), e.g. 8 for CPU kernels",
+    )
     p.add_argument("--finetune-epochs", type=int, default=d.finetune.epochs)
     p.add_argument("--finetune-lr", type=float, default=d.finetune.lr)
     p.add_argument("--final-epochs", type=int, default=d.final.epochs)
@@ -369,6 +394,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
         tolerance=args.tolerance,
         budget=args.budget,
         min_keep=args.min_keep,
+        round_to=args.round_to,
         seed=args.seed,
         finetune=tune(args.finetune_epochs, args.finetune_lr),
         final=tune(args.final_epochs, args.final_lr),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from smoea import interrupt
 from smoea.data import TensorData, normalize
-from smoea.structure import Structure, split_at
+from smoea.structure import Structure, allowed_counts, split_at
 from smoea.train import autocast
 
 
@@ -34,6 +34,11 @@ class Genome:
     layers: list[int]
     units: list[int]
     min_keep: list[int]
+    round_to: int = 1  # kept counts are multiples of this (or the whole layer)
+
+    def allowed(self, j: int) -> np.ndarray:
+        """Kept counts layer j (of this group) may take."""
+        return allowed_counts(self.units[j], self.round_to, self.min_keep[j])
 
     @property
     def offsets(self) -> np.ndarray:
@@ -216,7 +221,8 @@ class SeededSampling(Sampling):
 
 
 class MinKeepRepair(Repair):
-    """Keep at least the minimum number of units in every layer (the largest-L1 ones)."""
+    """Keep at least the minimum number of units in every layer (the largest-L1 ones), and, with
+    `round_to`, a multiple of it (strongest dropped units back, or weakest kept ones out)."""
 
     def __init__(self, genome: Genome, l1: list[np.ndarray]):
         super().__init__()
@@ -224,7 +230,10 @@ class MinKeepRepair(Repair):
         self.order = [np.argsort(-n, kind="stable") for n in l1]
 
     def _do(self, problem, X, **kwargs):
-        return repair_min_keep(np.asarray(X, dtype=bool), self.genome, self.order)
+        X = repair_min_keep(np.asarray(X, dtype=bool), self.genome, self.order)
+        if self.genome.round_to > 1:
+            X = repair_round(X, self.genome, self.order)
+        return X
 
 
 def repair_min_keep(X: np.ndarray, genome: Genome, order: list[np.ndarray]) -> np.ndarray:
@@ -238,6 +247,29 @@ def repair_min_keep(X: np.ndarray, genome: Genome, order: list[np.ndarray]) -> n
             block[row, candidates] = True
         X[:, o[j] : o[j + 1]] = block
     return X
+
+
+def repair_round(X: np.ndarray, genome: Genome, order: list[np.ndarray]) -> np.ndarray:
+    """Move every layer's kept count to the nearest allowed one (ties up), by L1 rank."""
+    X = X.copy()
+    o = genome.offsets
+    for j in range(len(genome.units)):
+        allowed = genome.allowed(j)
+        block = X[:, o[j] : o[j + 1]]
+        for row, count in enumerate(block.sum(1)):
+            target = allowed[np.argmin(np.abs(allowed - count) - 1e-9 * allowed)]
+            set_count(block[row], int(target), order[j])
+        X[:, o[j] : o[j + 1]] = block
+    return X
+
+
+def set_count(keep: np.ndarray, target: int, order: np.ndarray) -> None:
+    """Change `keep` in place to `target` units: add the strongest dropped or drop the weakest."""
+    count = int(keep.sum())
+    if target > count:
+        keep[[u for u in order if not keep[u]][: target - count]] = True
+    elif target < count:
+        keep[[u for u in order[::-1] if keep[u]][: count - target]] = False
 
 
 @dataclass

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from smoea.errors import SmoeaError
+from smoea.search import set_count
 
 RULES = ("target", "tolerance", "knee")
 
@@ -63,29 +66,69 @@ def fit_to_budget(x, genome, count, upper: float, lower: float, order: list[np.n
 
     Used on the last group's choice so the final model meets the target exactly; `order` ranks
     each layer's units from strongest to weakest (L1 norm). With lower == upper it restores
-    every unit that still fits: the count lands as near `upper` as single units allow.
+    every unit that still fits: the count lands as near `upper` as single units allow. With
+    `genome.round_to` > 1 a layer moves from one allowed count to the next; if such steps cannot
+    reach `lower`, single units finish the job (and that layer's count is no longer rounded).
     """
     x = np.array(x, dtype=bool)
-    o = genome.offsets
-    rank = np.empty(genome.n_var)
-    for j, ordr in enumerate(order):
-        rank[o[j] + ordr] = np.arange(len(ordr)) / max(1, len(ordr))  # 0 strongest .. 1 weakest
+    rank = _ranks(genome, order)
     while count(x) > upper:
-        kept = [i for i in np.argsort(-rank) if x[i] and _can_drop(x, i, genome)]
-        if not kept:
+        j = _best_move(x, genome, rank, down=True)
+        if j is None:
             raise SmoeaError("the parameter target cannot be reached with the per-layer minimum")
-        x[kept[0]] = False
-    for i in np.argsort(rank):
-        if count(x) >= lower:
-            break
-        if not x[i]:
-            x[i] = True
-            if count(x) > upper:
-                x[i] = False
+        _move(x, genome, order, j, down=True)
+    _restore(x, genome, count, upper, lower, order, rank)
+    if count(x) < lower and getattr(genome, "round_to", 1) > 1:
+        _restore(x, replace(genome, round_to=1), count, upper, lower, order, rank)
     return x
 
 
-def _can_drop(x: np.ndarray, i: int, genome) -> bool:
+def _restore(x, genome, count, upper, lower, order, rank) -> None:
+    """Add back the strongest dropped units, one allowed step at a time, while they fit."""
+    blocked: set[int] = set()
+    while count(x) < lower:
+        j = _best_move(x, genome, rank, down=False, skip=blocked)
+        if j is None:
+            return
+        before = x.copy()
+        _move(x, genome, order, j, down=False)
+        if count(x) > upper:
+            x[:] = before
+            blocked.add(j)  # every unit of a layer costs the same: none of them fits
+
+
+def _ranks(genome, order: list[np.ndarray]) -> np.ndarray:
+    """Each unit's place in its layer, 0 (strongest) .. 1 (weakest)."""
     o = genome.offsets
-    j = int(np.searchsorted(o, i, side="right") - 1)
-    return x[o[j] : o[j + 1]].sum() > genome.min_keep[j]
+    rank = np.empty(genome.n_var)
+    for j, ordr in enumerate(order):
+        rank[o[j] + ordr] = np.arange(len(ordr)) / max(1, len(ordr))
+    return rank
+
+
+def _best_move(x, genome, rank, down: bool, skip=frozenset()) -> int | None:
+    """The layer whose weakest kept (down) or strongest dropped (up) unit ranks first."""
+    o, best, best_score = genome.offsets, None, None
+    for j in range(len(genome.units)):
+        if j in skip or _next_count(x, genome, j, down) is None:
+            continue
+        r, keep = rank[o[j] : o[j + 1]], x[o[j] : o[j + 1]]
+        score = r[keep].max() if down else -r[~keep].min()
+        if best_score is None or score > best_score:
+            best, best_score = j, score
+    return best
+
+
+def _next_count(x, genome, j: int, down: bool) -> int | None:
+    o = genome.offsets
+    count = int(x[o[j] : o[j + 1]].sum())
+    allowed = genome.allowed(j)
+    options = allowed[allowed < count] if down else allowed[allowed > count]
+    if not len(options):
+        return None
+    return int(options[-1] if down else options[0])
+
+
+def _move(x, genome, order, j: int, down: bool) -> None:
+    o = genome.offsets
+    set_count(x[o[j] : o[j + 1]], _next_count(x, genome, j, down), order[j])

@@ -32,6 +32,27 @@ class Layer:
     spatial: tuple[int, int] = (0, 0)
 
 
+def allowed_counts(units: int, round_to: int = 1, low: int = 1) -> np.ndarray:
+    """Kept counts a layer may have: multiples of `round_to` from `low` up, and all its units.
+
+    Rounding kept filters to a multiple (8 or 16) suits the CPU kernels' vector width; keeping
+    the whole layer is always allowed, whatever its size.
+    """
+    low = max(1, min(low, units))
+    step = max(1, round_to)
+    first = -(-low // step) * step
+    return np.unique(np.append(np.arange(first, units + 1, step), units))
+
+
+def round_count(count: int, round_to: int, units: int, how: str = "nearest", low: int = 1) -> int:
+    """The allowed count (see `allowed_counts`) nearest to `count` (ties up), or the next one up."""
+    allowed = allowed_counts(units, round_to, low)
+    if how == "up":
+        above = allowed[allowed >= count]
+        return int(above[0] if len(above) else allowed[-1])
+    return int(allowed[np.argmin(np.abs(allowed - count) - 1e-9 * allowed)])
+
+
 @dataclass
 class CountTable:
     """Parameters and MACs as sums of coef * frac[a] * frac[b] over terms.
