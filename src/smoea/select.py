@@ -78,7 +78,7 @@ def fit_to_budget(x, genome, count, upper: float, lower: float, order: list[np.n
             raise SmoeaError("the parameter target cannot be reached with the per-layer minimum")
         _move(x, genome, order, j, down=True)
     _restore(x, genome, count, upper, lower, order, rank)
-    if count(x) < lower and getattr(genome, "round_to", 1) > 1:
+    if count(x) < lower and genome.round_to > 1:
         _restore(x, replace(genome, round_to=1), count, upper, lower, order, rank)
     return x
 
