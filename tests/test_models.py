@@ -103,10 +103,18 @@ def test_prune_resnet20_to_a_mac_target_with_three_objectives():
         finetune=TrainConfig(epochs=0),
         final=TrainConfig(epochs=0),
     )
+    notes = []
     pruned, report = prune(
-        model, TensorData(x[:120], y[:120]), TensorData(x[120:], y[120:]), config, "cpu"
+        model,
+        TensorData(x[:120], y[:120]),
+        TensorData(x[120:], y[120:]),
+        config,
+        "cpu",
+        log=notes.append,
     )
     assert 0.49 <= report["macs_ratio"] <= 0.5
+    last = [n for n in notes if "on the search set" in n][-1]  # each size named as what it is
+    assert f"params {report['groups'][-1]['chosen'][1]:.4f}, macs 0.4" in last
     assert report["objectives"] == ["error", "params", "macs"]
     for group in report["groups"]:
         F = np.array(group["front"])

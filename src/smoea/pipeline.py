@@ -260,8 +260,9 @@ class _Run:
                 "evaluations_per_second": result.evaluations / max(result.seconds, 1e-9),
             }
         )
+        sizes = ", ".join(f"{n} {v:.4f}" for n, v in zip(problem.sizes, chosen[1:]))
         self.log(
-            f"{desc}: error {chosen[0]:.4f} on the search set, params {chosen[1]:.4f}, "
+            f"{desc}: {names[0]} {chosen[0]:.4f} on the search set, {sizes}, "
             f"{result.evaluations} evaluations in {result.seconds:.1f}s"
         )
 
