@@ -68,6 +68,13 @@ def layer_macs(model: nn.Module, shape) -> list[int]:
     return macs
 
 
+def out_channels(model: nn.Sequential) -> list[int]:
+    return [
+        b[0].out_channels if isinstance(b[0], nn.Conv2d) else b[0].out_features
+        for b in blocks(model)
+    ]
+
+
 def fold_bn(model: nn.Sequential) -> nn.Sequential:
     """Conv followed by BatchNorm becomes one conv (eval mode): one op fewer per layer."""
     mods, out = list(model.eval()), []
@@ -81,12 +88,12 @@ def fold_bn(model: nn.Sequential) -> nn.Sequential:
 
 def layer_table(base, pruned, shape, repeats) -> None:
     print("\n1. per layer (conv/linear block), channels_last, eval")
-    print("layer  ch base->pruned  MAC ratio | b64 base ms  pruned ms  speedup  GMAC/s b/p | b1 speedup")
+    print("layer  ch base->pruned  MAC ratio | b64 base ms  pruned ms  speedup  GMAC/s b/p", end="")
+    print(" | b1 speedup")
     mb, mp = layer_macs(base, shape), layer_macs(pruned, shape)
     t64b, t64p = per_layer_ms(base, shape, 64, repeats), per_layer_ms(pruned, shape, 64, repeats)
     t1b, t1p = per_layer_ms(base, shape, 1, repeats), per_layer_ms(pruned, shape, 1, repeats)
-    chb = [b[0].out_channels if isinstance(b[0], nn.Conv2d) else b[0].out_features for b in blocks(base)]
-    chp = [b[0].out_channels if isinstance(b[0], nn.Conv2d) else b[0].out_features for b in blocks(pruned)]
+    chb, chp = out_channels(base), out_channels(pruned)
     for i in range(len(mb)):
         print(
             f"{i + 1:5d}  {chb[i]:4d} -> {chp[i]:4d}  {mp[i] / mb[i]:9.3f} | {t64b[i]:11.3f}"
@@ -116,26 +123,49 @@ def main(base_path: str, pruned_path: str, repeats: int = 30) -> None:
     base, pruned = smoea.load(base_path), smoea.load(pruned_path)
     layer_table(base, pruned, shape, repeats)
 
-    print("\n2. shape variants of the pruned model (fresh weights), channels_last")
-    ref = {**model_counts(base, shape), **measure_latency(base, shape, "cpu", (1, 64), repeats)}
+    print("\n2. shape variants of the pruned model (fresh weights), channels_last; each time the")
+    print(f"   median over {ROUNDS} interleaved rounds of {repeats} passes; MAC/s relative to")
+    print("   the model as pruned")
     arch = dict(record["arch"])
-    for name, filters in variants(record, arch["filters"], base_record["arch"]["filters"]).items():
-        model = build_model({**arch, "filters": filters})
-        r = {**model_counts(model, shape), **measure_latency(model, shape, "cpu", (1, 64), repeats)}
+    models = {"baseline": base}
+    shapes = variants(record, arch["filters"], base_record["arch"]["filters"])
+    for name, filters in shapes.items():
+        models[name] = build_model({**arch, "filters": filters})
+    times = interleaved(models, shape, repeats)
+    macs = {name: model_counts(m, shape)["macs"] for name, m in models.items()}
+    b = times["baseline"]
+    for name in shapes:
+        t = times[name]
         print(
-            f"{name:12s} MACs {r['macs'] / ref['macs']:.3f} params {r['params'] / ref['params']:.4f}"
-            f"  b1 {r['batch_1_ms']:.3f} ms ({ref['batch_1_ms'] / r['batch_1_ms']:.2f}x)"
-            f"  b64 {r['batch_64_ms']:.2f} ms ({ref['batch_64_ms'] / r['batch_64_ms']:.2f}x)"
-            f"  filters {filters}"
+            f"{name:12s} MACs {macs[name] / macs['baseline']:.3f}  b1 {t[0]:.3f} ms "
+            f"({b[0] / t[0]:.2f}x)  b64 {t[1]:.2f} ms ({b[1] / t[1]:.2f}x)  "
+            f"MAC/s b1 {macs[name] / t[0] / (macs['as pruned'] / times['as pruned'][0]):.2f} "
+            f"b64 {macs[name] / t[1] / (macs['as pruned'] / times['as pruned'][1]):.2f}  "
+            f"filters {shapes[name]}"
         )
 
     print("\n3. BatchNorm folded / contiguous layout")
     for name, model in (("baseline", base), ("pruned", pruned)):
         for label, m in (("as is", model), ("BN folded", fold_bn(model))):
             r = measure_latency(m, shape, "cpu", (1, 64), repeats)
-            print(f"{name:9s} {label:10s} b1 {r['batch_1_ms']:.3f} ms  b64 {r['batch_64_ms']:.2f} ms")
+            b1, b64 = r["batch_1_ms"], r["batch_64_ms"]
+            print(f"{name:9s} {label:10s} b1 {b1:.3f} ms  b64 {b64:.2f} ms")
         r = contiguous_latency(model, shape, repeats)
         print(f"{name:9s} contiguous  b1 {r[1]:.3f} ms  b64 {r[64]:.2f} ms")
+
+
+ROUNDS = 5
+
+
+def interleaved(models: dict, shape, repeats: int) -> dict:
+    """Batch-1 and batch-64 medians per model, rounds interleaved so drifts hit all alike."""
+    samples = {name: ([], []) for name in models}
+    for _ in range(ROUNDS):
+        for name, model in models.items():
+            r = measure_latency(model, shape, "cpu", (1, 64), repeats, warmup=5)
+            samples[name][0].append(r["batch_1_ms"])
+            samples[name][1].append(r["batch_64_ms"])
+    return {n: (statistics.median(a), statistics.median(b)) for n, (a, b) in samples.items()}
 
 
 @torch.inference_mode()
