@@ -55,11 +55,13 @@ def test_prune_report_records_latency_of_both_models(pruned_file):
         assert latency["threads"] >= 1
 
 
+@pytest.mark.parametrize("fold", [True, False])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_gives_the_same_outputs(pruned_file, tmp_path, fmt):
+def test_export_gives_the_same_outputs(pruned_file, tmp_path, fmt, fold):
     out, _ = pruned_file
     target = tmp_path / f"model.{fmt}"
     args = ["export", "--checkpoint", str(out / "model.pt"), "--format", fmt, "--out", str(target)]
+    args += [] if fold else ["--no-fold-bn"]
     assert main(args) == 0
     model = smoea.load(out / "model.pt")
     x = torch.randn(5, 3, 16, 16)  # another batch size than the export's example
@@ -72,7 +74,10 @@ def test_export_gives_the_same_outputs(pruned_file, tmp_path, fmt):
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     else:
         with torch.no_grad():
-            got = torch.jit.load(str(target))(x).numpy()
+            loaded = torch.jit.load(str(target))
+            got = loaded(x).numpy()
+        norms = [m for m in loaded.modules() if m.original_name.startswith("BatchNorm")]
+        assert (len(norms) == 0) == fold  # folded away, or kept when asked
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
     assert main(args) == 2  # an existing file is not overwritten without --force
     assert main([*args, "--force"]) == 0

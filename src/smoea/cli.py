@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, help="onnx | torchscript")
     p.add_argument("--out", required=True, help="the file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument(
+        "--no-fold-bn",
+        action="store_true",
+        help="keep BatchNorm layers apart (by default they are folded into the convolutions)",
+    )
     return parser
 
 
@@ -520,7 +525,7 @@ def cmd_export(args) -> None:
     if None in shape:
         raise SmoeaError(f"{args.checkpoint} does not record its input shape; use the Python API")
     image_shape = tuple(shape) if len(shape) == 3 else (shape[0], shape[1], shape[1])
-    export(model, image_shape, args.format, out)
+    export(model, image_shape, args.format, out, fold=not args.no_fold_bn)
     print(f"{args.format} -> {out}")
 
 

@@ -14,14 +14,27 @@ from smoea.errors import SmoeaError
 FORMATS = ("onnx", "torchscript")
 
 
-def export(model: nn.Module, image_shape: tuple[int, int, int], fmt: str, path: str | Path) -> Path:
-    """Write `model` (in eval mode, on the CPU) to `path`; the batch size stays free."""
+def export(
+    model: nn.Module,
+    image_shape: tuple[int, int, int],
+    fmt: str,
+    path: str | Path,
+    fold: bool = True,
+) -> Path:
+    """Write `model` (in eval mode, on the CPU) to `path`; the batch size stays free.
+
+    With `fold`, BatchNorm layers are first folded into the convolutions before them (one op
+    fewer per layer: measured 20% faster at batch 1 on a pruned vgg14, benchmarks/results/
+    latency-vgg14-w05); the outputs stay equal within float rounding.
+    """
     if fmt not in FORMATS:
         raise SmoeaError(f"unknown --format {fmt!r}; choose {' or '.join(FORMATS)}")
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise SmoeaError(f"--out {path}: folder {path.parent} does not exist")
     model = model.eval().cpu()
+    if fold:
+        model = fold_batchnorm(model)
     example = torch.randn(2, *image_shape)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -40,6 +53,19 @@ def export(model: nn.Module, image_shape: tuple[int, int, int], fmt: str, path: 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` (eval mode) with each Conv-BatchNorm pair folded into one convolution.
+
+    Uses torch.fx; a model that fx cannot trace comes back unchanged (still correct, unfused).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(model.eval(), inplace=False)
+    except Exception:  # untraceable control flow: export it as it is
+        return model
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
