@@ -54,6 +54,7 @@ def test_fit_to_budget_moves_in_steps_and_falls_back_to_single_units():
     x = fit_to_budget(np.ones(32, bool), genome, count, upper=0.47, lower=0.44, order=order)
     assert 0.44 <= count(x) <= 0.47
     assert x.sum() == 15
+    assert sorted([x[:16].sum() % 4, x[16:].sum() % 4]) == [0, 3]  # one layer off, not both
 
 
 def test_prune_with_round_to_keeps_multiples_and_meets_the_target(trained_tiny):
@@ -76,4 +77,5 @@ def test_prune_with_round_to_keeps_multiples_and_meets_the_target(trained_tiny):
     noted = [n for n in notes if "not a multiple of --round-to 4" in n]
     assert [int(c) for n in noted for c in n.split("[")[1].rstrip("]").split(",")] == off
     assert len(off) <= len(report["groups"]) - 2  # most groups' steps of 4 fit their budget
+    assert all("," not in n.split("[")[1] for n in noted)  # at most one layer a group off grid
     assert pruned(torch.zeros(2, 3, 16, 16)).shape == (2, 3)

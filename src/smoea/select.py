@@ -79,13 +79,32 @@ def fit_to_budget(x, genome, count, upper: float, lower: float, order: list[np.n
         _move(x, genome, order, j, down=True)
     _restore(x, genome, count, upper, lower, order, rank)
     if count(x) < lower and genome.round_to > 1:
-        _restore(x, replace(genome, round_to=1), count, upper, lower, order, rank)
+        _restore_single_units(x, genome, count, upper, lower, order, rank)
     return x
 
 
-def _restore(x, genome, count, upper, lower, order, rank) -> None:
+def _restore_single_units(x, genome, count, upper, lower, order, rank) -> None:
+    """Finish the fit with single units, in one layer if one suffices (fewer odd counts)."""
+    single = replace(genome, round_to=1)
+    layers = set(range(len(genome.units)))
+    for j in sorted(layers, key=lambda j: _strongest_dropped(x, genome, rank, j)):
+        trial = x.copy()
+        _restore(trial, single, count, upper, lower, order, rank, skip=layers - {j})
+        if count(trial) >= lower:
+            x[:] = trial
+            return
+    _restore(x, single, count, upper, lower, order, rank)
+
+
+def _strongest_dropped(x, genome, rank, j: int) -> float:
+    o = genome.offsets
+    dropped = rank[o[j] : o[j + 1]][~x[o[j] : o[j + 1]]]
+    return float(dropped.min()) if len(dropped) else np.inf
+
+
+def _restore(x, genome, count, upper, lower, order, rank, skip=frozenset()) -> None:
     """Add back the strongest dropped units, one allowed step at a time, while they fit."""
-    blocked: set[int] = set()
+    blocked: set[int] = set(skip)
     while count(x) < lower:
         j = _best_move(x, genome, rank, down=False, skip=blocked)
         if j is None:
