@@ -16,10 +16,9 @@ import time
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import smoea
-from smoea.deploy import measure_latency
+from smoea.deploy import fold_batchnorm, measure_latency
 from smoea.models import build_model
 from smoea.report import model_counts
 from smoea.structure import round_count
@@ -75,17 +74,6 @@ def out_channels(model: nn.Sequential) -> list[int]:
     ]
 
 
-def fold_bn(model: nn.Sequential) -> nn.Sequential:
-    """Conv followed by BatchNorm becomes one conv (eval mode): one op fewer per layer."""
-    mods, out = list(model.eval()), []
-    for m in mods:
-        if isinstance(m, nn.BatchNorm2d) and out and isinstance(out[-1], nn.Conv2d):
-            out[-1] = fuse_conv_bn_eval(out[-1], m)
-        else:
-            out.append(m)
-    return nn.Sequential(*out)
-
-
 def layer_table(base, pruned, shape, repeats) -> None:
     print("\n1. per layer (conv/linear block), channels_last, eval")
     print("layer  ch base->pruned  MAC ratio | b64 base ms  pruned ms  speedup  GMAC/s b/p", end="")
@@ -104,7 +92,7 @@ def layer_table(base, pruned, shape, repeats) -> None:
     print(f"sum of layers, batch 1:  base {sum(t1b):.3f} ms, pruned {sum(t1p):.3f} ms")
 
 
-def variants(record: dict, pruned_filters: list[int], base_filters: list[int]) -> dict:
+def variants(pruned_filters: list[int], base_filters: list[int]) -> dict:
     out = {"as pruned": pruned_filters}
     for k in (4, 8, 16):
         for how in ("up", "nearest"):
@@ -128,7 +116,7 @@ def main(base_path: str, pruned_path: str, repeats: int = 30) -> None:
     print("   the model as pruned")
     arch = dict(record["arch"])
     models = {"baseline": base}
-    shapes = variants(record, arch["filters"], base_record["arch"]["filters"])
+    shapes = variants(arch["filters"], base_record["arch"]["filters"])
     for name, filters in shapes.items():
         models[name] = build_model({**arch, "filters": filters})
     times = interleaved(models, shape, repeats)
@@ -146,7 +134,7 @@ def main(base_path: str, pruned_path: str, repeats: int = 30) -> None:
 
     print("\n3. BatchNorm folded / contiguous layout")
     for name, model in (("baseline", base), ("pruned", pruned)):
-        for label, m in (("as is", model), ("BN folded", fold_bn(model))):
+        for label, m in (("as is", model), ("BN folded", fold_batchnorm(model))):
             r = measure_latency(m, shape, "cpu", (1, 64), repeats)
             b1, b64 = r["batch_1_ms"], r["batch_64_ms"]
             print(f"{name:9s} {label:10s} b1 {b1:.3f} ms  b64 {b64:.2f} ms")

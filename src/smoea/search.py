@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from smoea import interrupt
 from smoea.data import TensorData, normalize
-from smoea.structure import Structure, allowed_counts, split_at
+from smoea.structure import Structure, allowed_counts, nearest_allowed, split_at
 from smoea.train import autocast
 
 
@@ -230,10 +230,9 @@ class MinKeepRepair(Repair):
         self.order = [np.argsort(-n, kind="stable") for n in l1]
 
     def _do(self, problem, X, **kwargs):
-        X = repair_min_keep(np.asarray(X, dtype=bool), self.genome, self.order)
-        if self.genome.round_to > 1:
-            X = repair_round(X, self.genome, self.order)
-        return X
+        # the allowed counts start at the minimum, so rounding also restores it
+        repair = repair_round if self.genome.round_to > 1 else repair_min_keep
+        return repair(np.asarray(X, dtype=bool), self.genome, self.order)
 
 
 def repair_min_keep(X: np.ndarray, genome: Genome, order: list[np.ndarray]) -> np.ndarray:
@@ -257,8 +256,7 @@ def repair_round(X: np.ndarray, genome: Genome, order: list[np.ndarray]) -> np.n
         allowed = genome.allowed(j)
         block = X[:, o[j] : o[j + 1]]
         for row, count in enumerate(block.sum(1)):
-            target = allowed[np.argmin(np.abs(allowed - count) - 1e-9 * allowed)]
-            set_count(block[row], int(target), order[j])
+            set_count(block[row], nearest_allowed(allowed, count), order[j])
         X[:, o[j] : o[j + 1]] = block
     return X
 

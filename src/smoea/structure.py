@@ -50,6 +50,11 @@ def round_count(count: int, round_to: int, units: int, how: str = "nearest", low
     if how == "up":
         above = allowed[allowed >= count]
         return int(above[0] if len(above) else allowed[-1])
+    return nearest_allowed(allowed, count)
+
+
+def nearest_allowed(allowed: np.ndarray, count: int) -> int:
+    """The entry of `allowed` nearest to `count`; of two equally near, the larger."""
     return int(allowed[np.argmin(np.abs(allowed - count) - 1e-9 * allowed)])
 
 
