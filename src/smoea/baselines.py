@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from smoea.data import Splits, batches, draw_subset
+from smoea.data import Splits, batches, calibration_set, draw_subset
 from smoea.errors import SmoeaError
 from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import choose, fit_to_budget
@@ -179,8 +179,16 @@ def whole_model_nsga2(
     floors = [max(1, math.ceil(config.min_keep * u)) for u in base]
     genome = Genome(layers, base.tolist(), floors)
     search = draw_subset(splits.val, config.search_size, config.seed)
+    calibration = calibration_set(splits.train, config.calibration_images, config.seed)
     evaluator = make_evaluator(
-        s, genome, search, splits.mean, splits.std, config.objective, config.eval_batch_size
+        s,
+        genome,
+        search,
+        splits.mean,
+        splits.std,
+        config.objective,
+        config.eval_batch_size,
+        calibration,
     )
     r = config.target_params
     problem = GroupProblem(evaluator, base, float(s.count(base, "params")[0]), r)

@@ -206,6 +206,13 @@ def draw_subset(data: TensorData, size: int, seed: int) -> TensorData:
     return data.subset(order[:size])
 
 
+def calibration_set(train: TensorData, size: int, seed: int) -> TensorData:
+    """Training images for adaptive BatchNorm (never the search set or the test split)."""
+    size = min(size, len(train))
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 104729))
+    return train.subset(order[:size])
+
+
 def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """uint8 batch to a normalised float batch in channels_last layout."""
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)

@@ -13,14 +13,16 @@ import torch
 import torch.nn as nn
 
 from smoea import interrupt
-from smoea.data import Splits, TensorData, channel_stats, draw_subset
+from smoea.data import Splits, TensorData, calibration_set, channel_stats, draw_subset
 from smoea.errors import SmoeaError
+from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, train
 
-BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0}
+BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None}
+PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
 OBJECTIVES = ("error", "loss")
 SIZES = ("params", "macs")
 
@@ -36,6 +38,7 @@ class PruneConfig:
     pop_size: int = 24
     generations: int = 20
     search_size: int = 500
+    calibration_images: int = 256  # training images for adaptive BatchNorm; 0 turns it off
     objective: str = "error"
     select: str = "target"
     tolerance: float = 0.01
@@ -82,6 +85,8 @@ class PruneConfig:
             raise SmoeaError(f"unknown --budget {self.budget!r}; choose {', '.join(BUDGET_RULES)}")
         if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
             raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
+        if self.calibration_images < 0:
+            raise SmoeaError(f"--calibration-images must be >= 0, got {self.calibration_images}")
         if not 0 <= self.min_keep < 1:
             raise SmoeaError(f"--min-keep must be in [0, 1), got {self.min_keep}")
         if self.round_to < 1:
@@ -150,6 +155,7 @@ class _Run:
         self.groups = self.report["group_layers"]
         self.min_keep = self.report["min_keep"]
         self.search = draw_subset(splits.val, config.search_size, config.seed)
+        self.calibration = calibration_set(splits.train, config.calibration_images, config.seed)
 
     def _plan(self, first: Structure) -> dict:
         """What stays fixed for the whole run: original counts, groups, per-layer minimums."""
@@ -213,23 +219,9 @@ class _Run:
     def _stage(self, g: int, layers: list[int]) -> None:
         s = Structure(self.model, self.example)
         base = s.units_per_layer
-        genome = Genome(
-            layers,
-            [int(base[i]) for i in layers],
-            [self.min_keep[i] for i in layers],
-            self.cfg.round_to,
-        )
-        budget = self._budget(s, g)
-        c = self.cfg
-        evaluator = make_evaluator(
-            s,
-            genome,
-            self.search,
-            self.splits.mean,
-            self.splits.std,
-            c.objective,
-            c.eval_batch_size,
-        )
+        genome = self._genome(s, layers)
+        budget, plan = self._budget(s, g)
+        evaluator = self._evaluator(s, genome)
         names = self.cfg.objective_list()
         problem = GroupProblem(
             evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
@@ -246,6 +238,8 @@ class _Run:
             self._note_unrounded(genome, x)
         chosen = [float(evaluator(x[None])[0])]
         chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
+        before = self._fraction(s, base)
+        spent = before - float(problem.f2(x[None])[0])
         s.remove(genome.split(x))
         self.report["groups"].append(
             {
@@ -253,9 +247,13 @@ class _Run:
                 "filters_before": genome.units,
                 "filters_after": [int(m.sum()) for m in genome.split(x).values()],
                 "budget": budget,
+                "planned_share": None if budget is None else before - budget,
+                "spent": spent,
+                "plan": plan,
                 "front": result.F.tolist(),
                 "chosen": chosen,
                 "evaluations": result.evaluations,
+                "evaluator": evaluator.mode,
                 "seconds": result.seconds,
                 "evaluations_per_second": result.evaluations / max(result.seconds, 1e-9),
             }
@@ -265,6 +263,30 @@ class _Run:
             f"{desc}: {names[0]} {chosen[0]:.4f} on the search set, {sizes}, "
             f"{result.evaluations} evaluations in {result.seconds:.1f}s"
         )
+
+    def _genome(self, s: Structure, layers: list[int]) -> Genome:
+        base = s.units_per_layer
+        units = [int(base[i]) for i in layers]
+        return Genome(layers, units, [self.min_keep[i] for i in layers], self.cfg.round_to)
+
+    def _evaluator(self, s: Structure, genome: Genome):
+        """Scores on the sub-network from the genome's group, calibrated on training images."""
+        c = self.cfg
+        return make_evaluator(
+            s,
+            genome,
+            self.search,
+            self.splits.mean,
+            self.splits.std,
+            c.objective,
+            c.eval_batch_size,
+            self.calibration,
+        )
+
+    def _fraction(self, s: Structure, kept: np.ndarray) -> float:
+        """The target's measure of the whole model with `kept` units, as a fraction."""
+        what = self.cfg.measure
+        return float(s.count(kept, what)[0] / self.original[what])
 
     def _fit(self, problem, genome, x, l1, budget: float):
         """Keep the choice within the group's budget and not below the target r: later groups
@@ -285,26 +307,61 @@ class _Run:
                 f"multiple of --round-to {genome.round_to}: {off}"
             )
 
-    def _budget(self, s: Structure, g: int) -> float | None:
-        """Whole-model parameter fraction allowed after group g (see README: budget rules)."""
-        r, what = self.cfg.target, self.cfg.measure
+    def _budget(self, s: Structure, g: int) -> tuple[float | None, dict | None]:
+        """Whole-model fraction allowed after group g (see README: budget rules), and the
+        measured plan behind it with `--budget fronts`."""
+        r = self.cfg.target
         if r is None:
-            return None
-        full = s.units_per_layer
-        now = s.count(full, what)[0] / self.original[what]
+            return None, None
         if g == len(self.groups) - 1:
-            return r
+            return r, None
+        full = s.units_per_layer
+        now = self._fraction(s, full)
+        need = max(0.0, now - r)
+        if self.cfg.budget == "fronts":
+            return self._planned_budget(s, g, now, need)
         masses = []
         for layers in self.groups[g:]:
             kept = full.copy()
             kept[layers] = [self.min_keep[i] for i in layers]
-            masses.append(now - s.count(kept, what)[0] / self.original[what])
-        need = max(0.0, now - r)
+            masses.append(now - self._fraction(s, kept))
         power = BUDGET_RULES[self.cfg.budget]
         weights = np.array(masses) ** power
         share = need * weights[0] / max(weights.sum(), 1e-12)
         share = max(share, need - sum(masses[1:]))  # what later groups cannot remove
-        return float(now - min(share, masses[0]))
+        return float(now - min(share, masses[0])), None
+
+    def _planned_budget(self, s: Structure, g: int, now: float, need: float):
+        """Measure every remaining group's curve on the current model, spread `need` over them
+        with the least predicted error rise, and give group g its share."""
+        curves = [self._curve(s, layers, now) for layers in self.groups[g:]]
+        shares = allocate(curves, need)
+        share = min(float(shares[0]), float(curves[0].removed[-1]))
+        share = max(share, need - sum(float(c.removed[-1]) for c in curves[1:]))
+        plan = {
+            "need": need,
+            "shares": shares.tolist(),
+            "curves": [c.as_dict() for c in curves],
+        }
+        self.log(
+            f"plan before group {g + 1}: remove {need:.4f} of the {self.cfg.measure} in all, "
+            "shares " + ", ".join(f"{v:.4f}" for v in shares)
+        )
+        return float(now - share), plan
+
+    def _curve(self, s: Structure, layers: list[int], now: float) -> Curve:
+        """One group's f1 at L1 top-k ratios, calibrated, with every other layer as it is."""
+        genome = self._genome(s, layers)
+        evaluator = self._evaluator(s, genome)
+        l1 = [s.l1_norms(i) for i in layers]
+        candidates = top_k_masks(l1, genome.units, genome.min_keep, PLAN_POINTS)
+        error = evaluator.score_masks([dict(zip(layers, masks)) for masks in candidates])
+        removed = []
+        for masks in candidates:
+            kept = s.units_per_layer.copy()
+            kept[layers] = [int(m.sum()) for m in masks]
+            removed.append(now - self._fraction(s, kept))
+        return Curve(list(layers), np.maximum.accumulate(np.array(removed)), error)
 
     def _finetune(self, cfg: TrainConfig, desc: str, step: int) -> dict:
         """Fine-tune in place; each step draws its own seeded data order."""
@@ -350,10 +407,23 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         default=d.search_size,
         help="images in the search set, drawn from the validation split",
     )
+    p.add_argument(
+        "--calibration-images",
+        type=int,
+        default=d.calibration_images,
+        help="training images on which each candidate's BatchNorm statistics are re-estimated "
+        "before it is scored (adaptive BatchNorm); 0 turns it off "
+        f"(default {d.calibration_images})",
+    )
     p.add_argument("--objective", default=d.objective, help="error | loss")
     p.add_argument("--select", default=d.select, help="target | tolerance | knee")
     p.add_argument("--tolerance", type=float, default=d.tolerance)
-    p.add_argument("--budget", default=d.budget, help="proportional | heavy-late")
+    p.add_argument(
+        "--budget",
+        default=d.budget,
+        help="how much each group removes: fronts (planned from measured error curves, "
+        f"re-planned after each group) | heavy-late | proportional (default {d.budget})",
+    )
     p.add_argument(
         "--min-keep",
         type=float,
@@ -390,6 +460,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
         pop_size=args.pop_size,
         generations=args.generations,
         search_size=args.search_size,
+        calibration_images=args.calibration_images,
         objective=args.objective,
         select=args.select,
         tolerance=args.tolerance,

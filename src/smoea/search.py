@@ -7,9 +7,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.callback import Callback
 from pymoo.core.problem import Problem
@@ -22,9 +19,10 @@ from pymoo.optimize import minimize
 from tqdm import tqdm
 
 from smoea import interrupt
-from smoea.data import TensorData, normalize
-from smoea.structure import Structure, allowed_counts, nearest_allowed, split_at
-from smoea.train import autocast
+from smoea.evaluator import SubnetEvaluator, make_evaluator
+from smoea.structure import allowed_counts, nearest_allowed
+
+__all__ = ["Genome", "GroupProblem", "SubnetEvaluator", "make_evaluator", "run_nsga2"]
 
 
 @dataclass
@@ -60,83 +58,6 @@ class Genome:
         for j, layer in enumerate(self.layers):
             K[:, layer] = X[:, o[j] : o[j + 1]].sum(1)
         return K
-
-
-class SubnetEvaluator:
-    """f1 of candidate masks: run only the sub-network, on features computed once per group."""
-
-    def __init__(
-        self,
-        structure: Structure,
-        genome: Genome,
-        suffix: nn.Module,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        objective: str = "error",
-        batch_size: int = 500,
-    ):
-        self.structure, self.genome, self.suffix = structure, genome, suffix
-        self.features, self.labels = features, labels
-        self.objective, self.batch_size = objective, batch_size
-        self.cache: dict[bytes, float] = {}
-        self.evaluations = 0
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        """f1 for every row; masks seen before come from the cache."""
-        keys = [np.packbits(x).tobytes() for x in X]
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}
-        todo = [i for k, i in first.items() if k not in self.cache]
-        if todo:
-            values = self._evaluate(X[todo])
-            for i, v in zip(todo, values):
-                self.cache[keys[i]] = float(v)
-        return np.array([self.cache[k] for k in keys])
-
-    @torch.inference_mode()
-    def _evaluate(self, X: np.ndarray) -> np.ndarray:
-        results = []
-        with self.structure.masking():
-            for x in X:
-                self.structure.set_masks(self.genome.split(x))
-                results.append(self._score())
-        self.evaluations += len(X)
-        return torch.stack(results).cpu().numpy()  # one host sync per population
-
-    def _score(self) -> torch.Tensor:
-        total = torch.zeros((), device=self.features.device)
-        for start in range(0, len(self.labels), self.batch_size):
-            x = self.features[start : start + self.batch_size]
-            y = self.labels[start : start + self.batch_size]
-            with autocast(x.device):
-                logits = self.suffix(x).float()
-            if self.objective == "loss":
-                total += F.cross_entropy(logits, y, reduction="sum")
-            else:
-                total += (logits.argmax(1) != y).sum()
-        return total / len(self.labels)
-
-
-def make_evaluator(
-    structure: Structure,
-    genome: Genome,
-    search: TensorData,
-    mean: list[float],
-    std: list[float],
-    objective: str = "error",
-    batch_size: int = 500,
-) -> SubnetEvaluator:
-    """The search set's features at the group's input, computed once; candidates run the rest."""
-    model = structure.model
-    prefix, suffix = split_at(model, structure.layers[genome.layers[0]].conv)
-    device = next(model.parameters()).device
-    feats = []
-    with torch.inference_mode():
-        for start in range(0, len(search), batch_size):
-            x = search.x[start : start + batch_size].to(device)
-            feats.append(prefix(normalize(x, mean, std)))
-    features = torch.cat(feats).contiguous(memory_format=torch.channels_last)
-    labels = search.y.to(device)
-    return SubnetEvaluator(structure, genome, suffix, features, labels, objective, batch_size)
 
 
 class GroupProblem(Problem):
