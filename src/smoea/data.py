@@ -202,8 +202,18 @@ def draw_subset(data: TensorData, size: int, seed: int) -> TensorData:
     """A fixed random subset (for the search set), the same for the same seed."""
     if size >= len(data):
         return data
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 7919))
-    return data.subset(order[:size])
+    return data.subset(_search_order(data, seed)[:size])
+
+
+def outside_subset(data: TensorData, size: int, seed: int) -> TensorData:
+    """The images `draw_subset` leaves out: validation images the search never scored on."""
+    if size >= len(data):
+        return data.subset(torch.arange(0))
+    return data.subset(_search_order(data, seed)[size:].sort().values)
+
+
+def _search_order(data: TensorData, seed: int) -> torch.Tensor:
+    return torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 7919))
 
 
 def calibration_set(train: TensorData, size: int, seed: int) -> TensorData:

@@ -1,0 +1,127 @@
+"""The `fronts` budget rule: allocation from measured curves, and calibration's data."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from smoea import pipeline
+from smoea.pipeline import PruneConfig, prune
+from smoea.plan import Curve, allocate, top_k_masks
+from smoea.train import TrainConfig
+
+
+def _curve(capacity, slope, points=9):
+    removed = np.linspace(0, capacity, points)
+    return Curve([0], removed, 0.1 + slope * removed**2)
+
+
+def test_allocation_spends_exactly_the_need_within_each_capacity():
+    curves = [_curve(0.05, 40.0), _curve(0.3, 1.0), _curve(0.4, 2.0)]
+    shares = allocate(curves, 0.35)
+    assert shares.sum() == pytest.approx(0.35)
+    assert all(0 <= s <= c.removed[-1] + 1e-9 for s, c in zip(shares, curves))
+    # the steep, small group gives least; the flattest group gives most
+    assert shares[0] < shares[2] < shares[1]
+
+
+def test_allocation_minimises_the_summed_rise_on_the_grid():
+    curves = [_curve(0.2, 3.0), _curve(0.2, 1.0)]
+    need = 0.2
+    shares = allocate(curves, need, steps=100)
+    cost = sum(np.interp(s, c.removed, c.rise) for s, c in zip(shares, curves))
+    for a in np.linspace(0, need, 101):  # every split of the need costs at least as much
+        other = np.interp(a, curves[0].removed, curves[0].rise)
+        other += np.interp(need - a, curves[1].removed, curves[1].rise)
+        assert cost <= other + 1e-9
+
+
+def test_allocation_refuses_a_need_beyond_the_capacity():
+    with pytest.raises(Exception, match="can remove"):
+        allocate([_curve(0.1, 1.0), _curve(0.1, 1.0)], 0.3)
+
+
+def test_rise_never_falls_with_more_removed():
+    curve = Curve([0], np.array([0, 0.1, 0.2, 0.3]), np.array([0.2, 0.18, 0.3, 0.25]))
+    assert np.all(np.diff(curve.rise) >= 0) and curve.rise[0] == 0
+
+
+def test_top_k_masks_run_from_everything_to_the_minimum():
+    l1 = [np.array([3.0, 1.0, 2.0, 0.5]), np.arange(10.0)]
+    masks = top_k_masks(l1, [4, 10], [1, 2], 5)
+    assert [m.sum() for m in masks[0]] == [4, 10]
+    assert [m.sum() for m in masks[-1]] == [1, 2]
+    assert masks[-1][0].tolist() == [True, False, False, False]  # the largest L1 norm stays
+    assert np.flatnonzero(masks[-1][1]).tolist() == [8, 9]
+
+
+def _config(**kw):
+    tune = TrainConfig(epochs=1, batch_size=32, lr=0.01, schedule="cosine")
+    base = dict(
+        target_params=0.4,
+        pop_size=8,
+        generations=2,
+        search_size=40,
+        calibration_images=32,
+        budget="fronts",
+        finetune=tune,
+        final=TrainConfig(epochs=0),
+    )
+    return PruneConfig(**{**base, **kw})
+
+
+def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny):
+    model, splits = trained_tiny
+    runs = []
+    for _ in range(2):
+        pruned, report = prune(
+            copy.deepcopy(model), splits.train, splits.val, _config(), "cpu", log=lambda m: None
+        )
+        runs.append(report)
+    report = runs[0]
+    assert 0.39 <= report["params_ratio"] <= 0.4
+    groups = report["groups"]
+    for g in groups[:-1]:
+        plan = g["plan"]
+        assert sum(plan["shares"]) == pytest.approx(plan["need"], abs=1e-9)
+        # the share is capped at the group's capacity, and may only rise to what the later
+        # groups cannot remove
+        capacity = plan["curves"][0]["removed"][-1]
+        assert g["planned_share"] >= min(plan["shares"][0], capacity) - 1e-9
+        assert g["planned_share"] <= capacity + 1e-9
+        assert len(plan["curves"]) == len(report["group_layers"]) - groups.index(g)
+        assert g["spent"] >= g["planned_share"] - 1e-9  # the budget is an upper bound on size
+    assert groups[-1]["budget"] == 0.4
+    minimum = report["min_keep"]
+    assert all(k >= m for k, m in zip(report["filters_after"], minimum))
+    assert report["filters_after"] == runs[1]["filters_after"]
+    assert [g["front"] for g in groups] == [g["front"] for g in runs[1]["groups"]]
+
+
+def test_calibration_reads_training_images_only(trained_tiny, monkeypatch):
+    model, splits = trained_tiny
+    rows = lambda x: {bytes(r) for r in x.flatten(1).numpy()}  # noqa: E731
+    train_rows, val_rows = rows(splits.train.x), rows(splits.val.x)
+    seen = []
+    real = pipeline.make_evaluator
+
+    def watched(structure, genome, search, mean, std, objective, batch, calibration, *a):
+        seen.append(rows(calibration.x))
+        assert rows(search.x) <= val_rows
+        return real(structure, genome, search, mean, std, objective, batch, calibration, *a)
+
+    monkeypatch.setattr(pipeline, "make_evaluator", watched)
+    prune(copy.deepcopy(model), splits.train, splits.val, _config(), "cpu", log=lambda m: None)
+    assert seen and all(s and s <= train_rows and not s & val_rows for s in seen)
+
+
+def test_no_calibration_images_means_no_calibration(trained_tiny, monkeypatch):
+    model, splits = trained_tiny
+    calls = []
+    monkeypatch.setattr(
+        "smoea.evaluator.recalibrate", lambda *a: calls.append(1) or None, raising=True
+    )
+    config = _config(calibration_images=0, budget="heavy-late")
+    _, report = prune(copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=print)
+    assert report["groups"][0]["evaluator"] == "sliced" and not calls
+    assert all(g["plan"] is None for g in report["groups"])
