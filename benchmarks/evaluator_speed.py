@@ -38,6 +38,34 @@ def timed(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
+def time_group(model, s: Structure, layers: list[int], search, calib, args) -> tuple:
+    """Seconds for: the pruned sub-network, sliced, masked, calibrated sliced scoring."""
+    genome = Genome(layers, [s.layers[i].units for i in layers], [1] * len(layers))
+    x = np.concatenate([np.arange(u) < round(args.keep * u) for u in genome.units])
+    kw = dict(structure=s, genome=genome, search=search, mean=[0.5] * 3, std=[0.25] * 3)
+    sliced = make_evaluator(**kw, sliced=True)
+    masked = make_evaluator(**kw, sliced=False)
+    calibrated = make_evaluator(**kw, calibration=calib, sliced=True)
+    pruned = copy.deepcopy(model)
+    ps = Structure(pruned, s.example)
+    ps.remove(genome.split(x))
+    _, pruned_suffix = split_at(pruned, ps.layers[layers[0]].conv)
+    feats = sliced.features
+
+    def reference():
+        with torch.inference_mode():
+            for i in range(0, len(feats), 500):
+                pruned_suffix(feats[i : i + 500]).argmax(1)
+
+    masks = [genome.split(x)]
+    return (
+        timed(reference, args.repeats),
+        timed(lambda: sliced.score_masks(masks), args.repeats),
+        timed(lambda: masked.score_masks(masks), args.repeats),
+        timed(lambda: calibrated.score_masks(masks), args.repeats),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--width", type=float, default=0.5)
@@ -60,7 +88,6 @@ def main() -> None:
         torch.randint(0, 256, (args.calibration, 3, 32, 32), generator=gen, dtype=torch.uint8),
         torch.zeros(args.calibration, dtype=torch.int64),
     )
-    mean, std = [0.5] * 3, [0.25] * 3
     print(
         f"vgg14 width {args.width}, {args.images} search images, {args.calibration} calibration "
         f"images, batch 500, keep {args.keep:.0%} of each group layer, "
@@ -69,28 +96,7 @@ def main() -> None:
     )
     print("group  layers  pruned_s  sliced_s  sliced/pruned  masked_s  calibrated_sliced_s")
     for g, layers in enumerate(default_groups(s)):
-        genome = Genome(layers, [s.layers[i].units for i in layers], [1] * len(layers))
-        x = np.concatenate([np.arange(u) < round(args.keep * u) for u in genome.units])
-        kw = dict(structure=s, genome=genome, search=search, mean=mean, std=std)
-        sliced = make_evaluator(**kw, sliced=True)
-        masked = make_evaluator(**kw, sliced=False)
-        calibrated = make_evaluator(**kw, calibration=calib, sliced=True)
-        pruned = copy.deepcopy(model)
-        ps = Structure(pruned, example)
-        ps.remove(genome.split(x))
-        _, pruned_suffix = split_at(pruned, ps.layers[layers[0]].conv)
-        feats = sliced.features
-
-        def reference():
-            with torch.inference_mode():
-                for i in range(0, len(feats), 500):
-                    pruned_suffix(feats[i : i + 500]).argmax(1)
-
-        masks = [genome.split(x)]
-        t_ref = timed(reference, args.repeats)
-        t_sl = timed(lambda: sliced.score_masks(masks), args.repeats)
-        t_ma = timed(lambda: masked.score_masks(masks), args.repeats)
-        t_ca = timed(lambda: calibrated.score_masks(masks), args.repeats)
+        t_ref, t_sl, t_ma, t_ca = time_group(model, s, layers, search, calib, args)
         print(
             f"{g + 1:>5}  {layers[0] + 1:>2}-{layers[-1] + 1:<3}  {t_ref:8.4f}  {t_sl:8.4f}  "
             f"{t_ref / t_sl:13.2f}  {t_ma:8.4f}  {t_ca:19.4f}"

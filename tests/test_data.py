@@ -67,3 +67,15 @@ def test_bad_data_paths_raise_one_clear_error(tmp_path, case):
         path.write_bytes(b"not an archive")
     with pytest.raises(SmoeaError):
         load_splits("imagefolder", path)
+
+
+def test_held_out_validation_images_are_those_the_search_set_leaves_out():
+    from smoea.data import TensorData, calibration_set, draw_subset, outside_subset
+
+    x = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1)
+    val = TensorData(x, torch.zeros(50, dtype=torch.int64))
+    search, rest = draw_subset(val, 20, 3), outside_subset(val, 20, 3)
+    a, b = set(search.x.flatten().tolist()), set(rest.x.flatten().tolist())
+    assert len(a) == 20 and len(b) == 30 and not a & b and a | b == set(range(50))
+    calib = calibration_set(val, 10, 3)
+    assert len(calib) == 10 and calib.x.flatten().tolist() != search.x.flatten().tolist()[:10]

@@ -293,6 +293,7 @@ def _train_resume_state(out: Path, args) -> dict | None:
 def cmd_prune(args) -> None:
     from smoea import pipeline
     from smoea.checkpoint import load_record, model_from_record, save_model
+    from smoea.data import outside_subset
     from smoea.deploy import measure_latency
     from smoea.device import resolve_device
     from smoea.report import check_compatible, plot_report, versions
@@ -338,10 +339,11 @@ def cmd_prune(args) -> None:
     seconds = time.perf_counter() - start
     # The test split is read only now, for the reported figures.
     baseline = model_from_record(record, args.checkpoint)
+    held_out = outside_subset(splits.val, config.search_size, config.seed)
     report = {
         "command": "smoea " + shlex.join(sys.argv[1:]) if _argv_is_cli() else "smoea prune",
-        "baseline": _figures(baseline, splits, device),
-        "pruned": _figures(model, splits, device),
+        "baseline": _figures(baseline, splits, device, held_out),
+        "pruned": _figures(model, splits, device, held_out),
         **report,
         "wall_seconds": seconds,
         "resumed": state is not None,
@@ -394,12 +396,17 @@ def _argv_is_cli() -> bool:
     return Path(sys.argv[0]).name in ("smoea", "__main__.py", "cli.py")
 
 
-def _figures(model, splits, device) -> dict:
+def _figures(model, splits, device, held_out=None) -> dict:
+    """Test accuracy and sizes; with `held_out`, the validation accuracy on the whole split and
+    on the images outside the search set (the fair one to choose settings by)."""
     from smoea.report import model_counts
     from smoea.train import evaluate
 
-    result = evaluate(model, splits.test, splits, device)
-    return {"test_accuracy": result["accuracy"], **model_counts(model, splits.image_shape)}
+    figures = {"test_accuracy": evaluate(model, splits.test, splits, device)["accuracy"]}
+    if held_out is not None:
+        figures["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
+        figures["held_out_val_accuracy"] = evaluate(model, held_out, splits, device)["accuracy"]
+    return {**figures, **model_counts(model, splits.image_shape)}
 
 
 def cmd_compare(args) -> None:
