@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 
 from smoea import pipeline
 from smoea.pipeline import PruneConfig, prune
@@ -125,3 +126,19 @@ def test_no_calibration_images_means_no_calibration(trained_tiny, monkeypatch):
     _, report = prune(copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=print)
     assert report["groups"][0]["evaluator"] == "sliced" and not calls
     assert all(g["plan"] is None for g in report["groups"])
+
+
+@pytest.mark.parametrize("kind", ["sequential", "code"])
+def test_statistics_are_restored_after_the_search_when_nothing_is_removed(trained_tiny, kind):
+    from tests.test_api import TinyNet
+
+    model, splits = trained_tiny
+    model = copy.deepcopy(model) if kind == "sequential" else TinyNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    config = _config(target_params=1.0, budget="heavy-late", finetune=TrainConfig(epochs=0))
+    pruned, report = prune(model, splits.train, splits.val, config, "cpu", log=lambda m: None)
+    assert report["groups"][0]["evaluator"] == ("sliced" if kind == "sequential" else "masked")
+    assert report["filters_after"] == report["filters_before"]
+    after = {k: v for k, v in pruned.state_dict().items() if "running" in k}
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
