@@ -168,6 +168,14 @@ CASES = {
         ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--round-to", "0"],
         "--round-to",
     ),
+    "negative calibration images": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--calibration-images", "-1"],
+        "--calibration-images",
+    ),
+    "unknown budget rule": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--budget", "guess"],
+        "--budget",
+    ),
     "diverging loss": (["train", "--data", "{archive}", "--lr", "1e12"], "loss became"),
 }
 

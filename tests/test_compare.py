@@ -8,7 +8,7 @@ import torch
 
 from smoea import baselines
 from smoea.cli import main
-from smoea.compare import VARIANTS, compare, parse_methods, write_table
+from smoea.compare import AT_SMOEA, VARIANTS, compare, parse_methods, write_table
 from smoea.data import TensorData
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig
@@ -48,7 +48,7 @@ def comparison(tiny_splits):
     return compare(
         lambda: copy.deepcopy(model),
         splits,
-        parse_methods(",".join(("whole-nsga2", *baselines.CRITERIA, "smoea"))),
+        parse_methods(",".join(("whole-nsga2", *baselines.CRITERIA, *AT_SMOEA, "smoea"))),
         [0],
         tiny_config(),
         torch.device("cpu"),
@@ -195,3 +195,31 @@ def test_a_run_saved_before_a_new_setting_existed_is_reused_only_at_its_default(
     assert _same_settings(older, current)
     assert not _same_settings(older, dict(current, target_macs=0.5))
     assert not _same_settings(current, dict(current, pop_size=7))
+
+
+def test_at_smoea_keeps_exactly_smoeas_counts(comparison):
+    smoea = comparison["methods"]["smoea"]["runs"][0]["filters_after"]
+    for name in AT_SMOEA:
+        run = comparison["methods"][name]["runs"][0]
+        assert run["filters_after"] == smoea, name
+    l1 = comparison["methods"]["l1-at-smoea"]["runs"][0]
+    rnd = comparison["methods"]["random-at-smoea"]["runs"][0]
+    assert l1["params"] == smoea_params(comparison) == rnd["params"]
+
+
+def smoea_params(comparison):
+    return comparison["methods"]["smoea"]["runs"][0]["params"]
+
+
+def test_at_smoea_without_smoea_is_reported_as_failed(tiny_splits):
+    model, splits = tiny_splits
+    result = compare(
+        lambda: copy.deepcopy(model),
+        splits,
+        parse_methods("l1-at-smoea"),
+        [0],
+        tiny_config(),
+        torch.device("cpu"),
+        log=lambda m: None,
+    )
+    assert "needs a finished smoea run" in result["methods"]["l1-at-smoea"]["failed"]

@@ -133,6 +133,24 @@ def criterion_prune(
     }
 
 
+def criterion_at_counts(
+    model: nn.Module, criterion: str, counts: list[int], splits: Splits, seed: int = 0
+) -> dict:
+    """Prune `model` in place so that layer i keeps exactly `counts[i]` filters, the best by a
+    criterion: which filters, with how many per layer fixed (SMOEA's own counts, say)."""
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    if len(counts) != len(s.layers) or any(
+        not 1 <= k <= u for k, u in zip(counts, s.units_per_layer)
+    ):
+        raise SmoeaError(f"per-layer counts {counts} do not fit this model's layers")
+    scores = filter_scores(s, criterion, splits, seed)
+    masks = [_top(score, int(k)) for score, k in zip(scores, counts)]
+    s.remove(dict(enumerate(masks)))
+    return {"criterion": criterion, "counts": list(counts), "seconds": time.perf_counter() - start}
+
+
 def fill_up(masks: list[np.ndarray], scores: list[np.ndarray], ratio_of, target: float) -> int:
     """Give back dropped filters, best (normalised) score first, while the model stays within
     `target`. One ratio moves every layer of equal width at once, which on small models can

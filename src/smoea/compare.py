@@ -13,8 +13,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from smoea.baselines import CRITERIA, RANKINGS, criterion_prune, whole_model_nsga2
-from smoea.data import Splits
+from smoea.baselines import (
+    CRITERIA,
+    RANKINGS,
+    criterion_at_counts,
+    criterion_prune,
+    whole_model_nsga2,
+)
+from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
 from smoea.report import model_counts
@@ -22,7 +28,13 @@ from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, evaluate, train
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
-VARIANTS = ("smoea", *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS), "whole-nsga2")
+AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
+VARIANTS = (
+    "smoea",
+    *AT_SMOEA,
+    *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS),
+    "whole-nsga2",
+)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -35,7 +47,7 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)} (a criterion may carry -uniform or -global)"
+            f"{', '.join(METHODS)} (a criterion may carry -uniform, -global or -at-smoea)"
         )
     chosen = set()
     for name in names:
@@ -157,6 +169,13 @@ def run_method(
         model, info = whole_model_nsga2(model, splits, cfg, budget)
         info["evaluation_budget"] = budget
         return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+    if name in AT_SMOEA:
+        if not smoea_run or "filters_after" not in smoea_run:
+            raise SmoeaError(f"{name} needs a finished smoea run of the same seed; add smoea")
+        criterion = name.removesuffix("-at-smoea")
+        info = criterion_at_counts(model, criterion, smoea_run["filters_after"], splits, cfg.seed)
+        info["evaluations"] = 0
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info)
     criterion, ranking = name.rsplit("-", 1)
     info = criterion_prune(
         model, criterion, ranking, cfg.target_params, splits, cfg.min_keep, cfg.seed
@@ -175,6 +194,7 @@ def _run_smoea(model, splits, cfg, device) -> dict:
     return _measure(
         model,
         splits,
+        cfg,
         device,
         {
             "search_seconds": report["search_seconds"],
@@ -196,6 +216,7 @@ def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> 
     return _measure(
         model,
         splits,
+        cfg,
         device,
         {
             "search_seconds": info.get("seconds", 0.0),
@@ -212,10 +233,14 @@ def _schedule_record(schedule: list[tuple[int, TrainConfig]]) -> list[dict]:
     return [{"step": step, **tc.as_dict()} for step, tc in schedule]
 
 
-def _measure(model, splits, device, extra: dict) -> dict:
+def _measure(model, splits, cfg, device, extra: dict) -> dict:
+    """Accuracies after pruning and fine-tuning: validation (whole split, and outside SMOEA's
+    search set, the fair one between methods), then test."""
     model.eval()
+    held_out = outside_subset(splits.val, cfg.search_size, cfg.seed)
     return {
         "val_accuracy": evaluate(model, splits.val, splits, device)["accuracy"],
+        "held_out_val_accuracy": evaluate(model, held_out, splits, device)["accuracy"],
         "test_accuracy": evaluate(model, splits.test, splits, device)["accuracy"],
         **model_counts(model, splits.image_shape),
         **extra,
@@ -239,6 +264,7 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             "test_accuracy_mean": float(acc.mean()),
             "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
             "val_accuracy_mean": float(val.mean()),
+            "held_out_val_accuracy_mean": _mean_of(ok, "held_out_val_accuracy"),
             "drop": float(baseline["test_accuracy"] - acc.mean()),
             **{k: float(np.mean([r[k] for r in ok])) for k in SUMMED},
             "seeds": [r["seed"] for r in ok],
@@ -255,6 +281,11 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
     }
 
 
+def _mean_of(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return float(np.mean(values)) if len(values) == len(runs) else None
+
+
 def write_table(result: dict) -> str:
     """compare.md: one row per method."""
     b = result["baseline"]
@@ -262,19 +293,21 @@ def write_table(result: dict) -> str:
         f"Baseline: test accuracy {100 * b['test_accuracy']:.2f}%, params {b['params']:,}, "
         f"MACs {b['macs']:,}. Target: {result['target_params']} of the parameters.",
         "",
-        "| method | seeds | test acc. % (mean ± std) | drop (points) | params | MACs | "
-        "search s | evaluations | fine-tune s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | seeds | test acc. % (mean ± std) | drop (points) | held-out val. % | params | "
+        "MACs | MACs ratio | search s | evaluations | fine-tune s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         if "failed" in m:
-            lines.append(f"| {name} | | failed: {m['failed']} | | | | | | |")
+            lines.append(f"| {name} | | failed: {m['failed']} | | | | | | | | |")
             continue
+        h = m.get("held_out_val_accuracy_mean")
+        held = "" if h is None else f"{100 * h:.2f}"
         lines.append(
             f"| {name} | {len(m['seeds'])} | {100 * m['test_accuracy_mean']:.2f} ± "
-            f"{100 * m['test_accuracy_std']:.2f} | {100 * m['drop']:.2f} | {m['params']:,.0f} | "
-            f"{m['macs']:,.0f} | {m['search_seconds']:.0f} | {m['evaluations']:.0f} | "
-            f"{m['finetune_seconds']:.0f} |"
+            f"{100 * m['test_accuracy_std']:.2f} | {100 * m['drop']:.2f} | {held} | "
+            f"{m['params']:,.0f} | {m['macs']:,.0f} | {m['macs'] / b['macs']:.4f} | "
+            f"{m['search_seconds']:.0f} | {m['evaluations']:.0f} | {m['finetune_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
