@@ -223,3 +223,15 @@ def test_at_smoea_without_smoea_is_reported_as_failed(tiny_splits):
         log=lambda m: None,
     )
     assert "needs a finished smoea run" in result["methods"]["l1-at-smoea"]["failed"]
+
+
+def test_table_and_plot_show_macs(comparison, tmp_path):
+    from smoea.compare import plot_compare
+
+    table = write_table(comparison)
+    assert "MACs ratio" in table and "held-out val. %" in table
+    row = next(line for line in table.splitlines() if line.startswith("| smoea |"))
+    ratio = comparison["methods"]["smoea"]["macs"] / comparison["baseline"]["macs"]
+    assert f"{ratio:.4f}" in row
+    plot_compare(comparison, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").stat().st_size > 10_000

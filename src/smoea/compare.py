@@ -313,31 +313,33 @@ def write_table(result: dict) -> str:
 
 
 def plot_compare(result: dict, path: Path) -> None:
-    """Test accuracy against parameters, one marker per method, spread over seeds as bars."""
+    """Test accuracy against MACs and against parameters (two panels), one marker per method,
+    the spread over seeds as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, m in result["methods"].items():
-        if "failed" in m:
-            continue
-        marker = "*" if name == "smoea" else "o"
-        ax.errorbar(
-            m["params"],
-            100 * m["test_accuracy_mean"],
-            yerr=100 * m["test_accuracy_std"],
-            fmt=marker,
-            markersize=12 if name == "smoea" else 6,
-            capsize=3,
-            label=name,
-        )
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy (%)")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, size in zip(axes, ("macs", "params")):
+        for name, m in result["methods"].items():
+            if "failed" in m:
+                continue
+            smoea = name == "smoea"
+            ax.errorbar(
+                m[size],
+                100 * m["test_accuracy_mean"],
+                yerr=100 * m["test_accuracy_std"],
+                fmt="*" if smoea else "o",
+                markersize=12 if smoea else 6,
+                capsize=3,
+                label=name,
+            )
+        ax.set_xlabel("MACs" if size == "macs" else "parameters")
+    axes[0].set_ylabel("test accuracy (%)")
     base = result["baseline"]["test_accuracy"]
-    ax.set_title(f"pruned to {result['target_params']} of the parameters (baseline {base:.2%})")
-    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"pruned to {result['target_params']} of the parameters (baseline {base:.2%})")
+    axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
