@@ -10,7 +10,7 @@
 set -euo pipefail
 runs=${1:?RUNS_DIR}
 seeds=${2:-0}
-calib=${3:-256}
+calib=${3:-128}
 configs=${4:-fronts old calib}
 targets=${5:-params macs}
 base=../shared/baselines/vgg14-w05-cifar10/model.pt

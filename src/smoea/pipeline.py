@@ -38,7 +38,7 @@ class PruneConfig:
     pop_size: int = 24
     generations: int = 20
     search_size: int = 500
-    calibration_images: int = 256  # training images for adaptive BatchNorm; 0 turns it off
+    calibration_images: int = 128  # training images for adaptive BatchNorm; 0 turns it off
     objective: str = "error"
     select: str = "target"
     tolerance: float = 0.01
