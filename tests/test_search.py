@@ -90,3 +90,22 @@ def test_fit_to_budget_lands_inside_the_window():
         np.r_[[True] + [False] * 7, [True] + [False] * 7], genome, count, 0.5, 0.45, order
     )
     assert 0.45 <= count(x) <= 0.5
+
+
+def test_candidates_over_the_budget_are_not_scored_and_change_nothing(trained_tiny):
+    class ScoreEverything(GroupProblem):
+        def _evaluate(self, X, out, *args, **kwargs):
+            X = X.astype(bool)
+            out["F"] = np.column_stack([self.evaluator(X), self.fraction(X, "params")])
+            out["G"] = (self.f2(X) - self.budget)[:, None]
+
+    results = []
+    for cls in (GroupProblem, ScoreEverything):
+        problem, s = _problem(trained_tiny, budget=0.97)
+        problem.__class__ = cls
+        l1 = [s.l1_norms(i) for i in problem.evaluator.genome.layers]
+        results.append(run_nsga2(problem, l1, pop_size=8, generations=4, seed=3))
+    lazy, full = results
+    assert np.array_equal(lazy.X, full.X) and np.allclose(lazy.F, full.F)
+    assert np.isfinite(lazy.F).all()
+    assert lazy.evaluations < full.evaluations

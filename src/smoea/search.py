@@ -108,9 +108,17 @@ class GroupProblem(Problem):
     def _evaluate(self, X, out, *args, **kwargs):
         X = X.astype(bool)
         sizes = [self.fraction(X, what) for what in self.sizes]
-        out["F"] = np.column_stack([self.evaluator(X), *sizes])
+        f1 = np.full(len(X), np.inf)
+        feasible = np.ones(len(X), dtype=bool)
         if self.budget is not None:
-            out["G"] = (self.f2(X) - self.budget)[:, None]
+            G = self.f2(X) - self.budget
+            out["G"] = G[:, None]
+            feasible = G <= 0
+        # NSGA-II ranks a candidate over the budget by its violation alone (survival and
+        # tournament), so its f1 is never read: it is not computed (inf stands in)
+        if feasible.any():
+            f1[feasible] = self.evaluator(X[feasible])
+        out["F"] = np.column_stack([f1, *sizes])
 
 
 class SeededSampling(Sampling):
@@ -270,18 +278,20 @@ def run_nsga2(
             copy_termination=False,
         )
     seconds = time.perf_counter() - start
-    X, F = _front(res)
+    X, F = _front(res, problem.evaluator)
     return SearchResult(X, F, problem.evaluator.evaluations, seconds)
 
 
-def _front(res) -> tuple[np.ndarray, np.ndarray]:
-    """The final non-dominated set; if nothing met the budget, the least-violating candidates."""
+def _front(res, evaluator) -> tuple[np.ndarray, np.ndarray]:
+    """The final non-dominated set; if nothing met the budget, the least-violating candidates
+    (their f1 computed now: the search skipped it)."""
     if res.X is not None:
         X, F = np.atleast_2d(res.X).astype(bool), np.atleast_2d(res.F)
     else:
         pop = res.pop
         cv = pop.get("CV").ravel()
         best = cv <= cv.min() + 1e-12
-        X, F = pop.get("X")[best].astype(bool), pop.get("F")[best]
+        X, F = pop.get("X")[best].astype(bool), pop.get("F")[best].copy()
+        F[:, 0] = evaluator(X)
     order = np.lexsort((F[:, 0], F[:, 1]))
     return X[order], F[order]
