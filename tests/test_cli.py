@@ -246,3 +246,26 @@ def test_config_file_supplies_flags(tmp_path, capsys, image_archive):
     bad.write_text("nonsense_flag: 3\n")
     code, err = _error(capsys, ["train", "--config", str(bad), "--out", str(tmp_path / "q")])
     assert code == 2 and "nonsense_flag" in err[0]
+
+
+def test_prune_carves_the_split_the_baseline_trained_with(tmp_path, image_archive, baseline):
+    record = torch.load(baseline / "model.pt", weights_only=True)
+    assert record["split"] == {"val_size": 40, "seed": 0}
+    out = tmp_path / "seed1"
+    argv = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
+    assert main([*argv, "--out", str(out), *PRUNE, "--seed", "1", "--final-epochs", "0"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["split"] == {"val_size": 40, "seed": 0} and report["seed"] == 1
+    assert torch.load(out / "model.pt", weights_only=True)["split"] == record["split"]
+
+
+@pytest.mark.parametrize("flag", [("--val-size", "30"), ("--split-seed", "3")])
+def test_a_split_other_than_the_trained_one_is_refused(
+    tmp_path, image_archive, baseline, capsys, flag
+):
+    out = tmp_path / "other"
+    argv = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
+    assert main([*argv, "--out", str(out), *PRUNE, *flag]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{flag[0]} {flag[1]} differs" in err[0]
+    assert not (out / "model.pt").exists()

@@ -25,7 +25,20 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--data", help="data directory or .tar.gz archive")
         p.add_argument("--download", action="store_true", help="fetch a torchvision data set")
         p.add_argument("--cache-dir", help="where decoded arrays are cached")
-        p.add_argument("--val-size", type=int, default=5000)
+        p.add_argument(
+            "--val-size",
+            type=int,
+            default=None,
+            help="images carved from the training set for validation (default 5000; a model "
+            "file that records its split uses that one)",
+        )
+        p.add_argument(
+            "--split-seed",
+            type=int,
+            default=None,
+            help="seed of the validation split (train: default --seed; prune, compare and "
+            "evaluate: the one the model file records)",
+        )
 
 
 def _train_flags(p: argparse.ArgumentParser, prefix: str = "", epochs: int = 30, lr: float = 0.1):
@@ -172,13 +185,37 @@ def _need_data(args) -> None:
         raise SmoeaError("--data is required (a data directory or a .tar.gz archive)")
 
 
-def _splits(args):
+def _splits(args, record: dict | None = None):
+    """The data, with the validation split the model file records (the one its training held
+    out), so that a different --seed never searches or validates on images it trained on."""
     from smoea.data import load_splits
 
     _need_data(args)
-    return load_splits(
-        args.dataset, args.data or "data", args.val_size, args.seed, args.download, args.cache_dir
+    size, seed = split_of(args, record)
+    splits = load_splits(
+        args.dataset, args.data or "data", size, seed, args.download, args.cache_dir
     )
+    splits.split = {"val_size": size, "seed": seed}
+    return splits
+
+
+def split_of(args, record: dict | None) -> tuple[int, int]:
+    """(val_size, split seed): the record's, refusing flags that contradict it; else the flags
+    (a file from before splits were recorded: --split-seed, or --seed as then)."""
+    recorded = (record or {}).get("split")
+    if recorded is None:
+        size = DEFAULT_VAL_SIZE if args.val_size is None else args.val_size
+        return size, args.seed if args.split_seed is None else args.split_seed
+    for flag, given, saved in (
+        ("--val-size", args.val_size, recorded["val_size"]),
+        ("--split-seed", args.split_seed, recorded["seed"]),
+    ):
+        if given is not None and given != saved:
+            raise SmoeaError(
+                f"{flag} {given} differs from the {saved} the model was trained with; its "
+                "validation split must stay the same (drop the flag)"
+            )
+    return int(recorded["val_size"]), int(recorded["seed"])
 
 
 def _guard_out(out: Path, force: bool) -> None:
@@ -202,6 +239,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 TRAIN_STATE = "train_state.pt"
 PRUNE_STATE = "state.pt"
+DEFAULT_VAL_SIZE = 5000
 
 
 def cmd_train(args) -> None:
@@ -214,7 +252,7 @@ def cmd_train(args) -> None:
     out = Path(args.out)
     resume = _train_resume_state(out, args)
     device = resolve_device(args.device)
-    splits = _splits(args)
+    splits = _splits(args, None)
     c, h, _ = splits.image_shape
     arch = make_arch(args.model, args.width, splits.num_classes, c, h)
     torch.manual_seed(args.seed)
@@ -230,6 +268,7 @@ def cmd_train(args) -> None:
         "normalize": {"mean": splits.mean, "std": splits.std},
         "classes": splits.classes,
         "image_shape": list(splits.image_shape),
+        "split": splits.split,
     }
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -305,11 +344,12 @@ def cmd_prune(args) -> None:
     device = resolve_device(args.device)
     record = load_record(args.checkpoint, args.trust_checkpoint)
     model = model_from_record(state or record, args.checkpoint)
-    splits = _splits(args)
+    splits = _splits(args, record)
     check_compatible(record, splits, args.checkpoint)
     if "normalize" in record:
         splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
     extra = {k: record[k] for k in ("normalize", "classes") if k in record}
+    extra["split"] = splits.split
     extra["image_shape"] = list(splits.image_shape)
     saved_args = {k: v for k, v in vars(args).items() if k != "resume"}
 
@@ -345,6 +385,7 @@ def cmd_prune(args) -> None:
         "baseline": _figures(baseline, splits, device, held_out),
         "pruned": _figures(model, splits, device, held_out),
         **report,
+        "split": splits.split,
         "wall_seconds": seconds,
         "resumed": state is not None,
         "device": str(device),
@@ -424,7 +465,7 @@ def cmd_compare(args) -> None:
     device = resolve_device(args.device)
     record = load_record(args.checkpoint, args.trust_checkpoint)
     model_from_record(record, args.checkpoint)  # a broken file fails here, before any work
-    splits = _splits(args)
+    splits = _splits(args, record)
     check_compatible(record, splits, args.checkpoint)
     if "normalize" in record:
         splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
@@ -491,7 +532,7 @@ def cmd_evaluate(args) -> None:
     device = resolve_device(args.device)
     record = load_record(args.checkpoint, args.trust_checkpoint)
     model = model_from_record(record, args.checkpoint)
-    splits = _splits(args)
+    splits = _splits(args, record)
     check_compatible(record, splits, args.checkpoint)
     splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
     result = evaluate(model, splits.test, splits, device)

@@ -44,6 +44,7 @@ class Splits:
     classes: list[str]
     mean: list[float]
     std: list[float]
+    split: dict | None = None  # {"val_size", "seed"} that carved `val` (recorded in model files)
 
     @property
     def num_classes(self) -> int:
