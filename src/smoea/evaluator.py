@@ -63,8 +63,7 @@ class SubnetEvaluator:
         self.features, self.labels = features, labels
         self.objective, self.batch_size = objective, batch_size
         self.calibration = calibration if calibration is not None and len(calibration) else None
-        chain = SlicedChain.build(suffix, structure)
-        self.runner = chain if (sliced is None or sliced) and chain is not None else None
+        self.runner = SlicedChain.build(suffix, structure) if sliced is not False else None
         if sliced and self.runner is None:
             raise ValueError("this sub-network is not a plain chain of modules; it cannot slice")
         self.cache: dict[bytes, float] = {}
@@ -258,13 +257,16 @@ class SlicedChain:
                 params.append(None)
         return params
 
-    def forward(self, params: list, x: torch.Tensor, calibrating: bool = False) -> torch.Tensor:
+    def forward(self, params: list, x: torch.Tensor, momentum: float | None = None):
+        """Logits with the sliced `params`; with `momentum`, BatchNorm runs in training mode and
+        folds this batch's statistics into its (fresh) buffers at that momentum."""
+        training = momentum is not None
         for m, p in zip(self.modules, params):
             if isinstance(m, nn.Conv2d):
                 x = F.conv2d(x, p[0], p[1], m.stride, m.padding, m.dilation)
             elif isinstance(m, NORMS):
                 weight, bias, mean, var = p
-                x = F.batch_norm(x, mean, var, weight, bias, calibrating, p_momentum(p), m.eps)
+                x = F.batch_norm(x, mean, var, weight, bias, training, momentum or 0.0, m.eps)
             elif isinstance(m, nn.Linear):
                 weight, idx = p
                 if idx is not None:
@@ -281,25 +283,10 @@ class SlicedChain:
         for k, m in enumerate(self.modules):
             if isinstance(m, NORMS):
                 weight, bias, mean, var = params[k]
-                params[k] = _Stats(weight, bias, torch.zeros_like(mean), torch.ones_like(var))
+                params[k] = (weight, bias, torch.zeros_like(mean), torch.ones_like(var))
         for step, x in enumerate(chunks, start=1):
-            for p in params:
-                if isinstance(p, _Stats):
-                    p.momentum = 1.0 / step
-            self.forward(params, x, calibrating=True)
-        return [tuple(p) if isinstance(p, _Stats) else p for p in params]
-
-
-class _Stats(list):
-    """A BatchNorm's (weight, bias, mean, var) with the momentum of the current calibration step."""
-
-    def __init__(self, weight, bias, mean, var):
-        super().__init__([weight, bias, mean, var])
-        self.momentum = 1.0
-
-
-def p_momentum(p) -> float:
-    return getattr(p, "momentum", 0.0)
+            self.forward(params, x, momentum=1.0 / step)  # a cumulative average over chunks
+        return params
 
 
 def _norm_tensors(m: nn.Module) -> tuple:
