@@ -16,7 +16,7 @@ from smoea import interrupt
 from smoea.data import Splits, TensorData, calibration_set, channel_stats, draw_subset
 from smoea.errors import SmoeaError
 from smoea.plan import Curve, allocate, top_k_masks
-from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
+from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, train
@@ -35,6 +35,7 @@ class PruneConfig:
     target_macs: float | None = None  # when set, the target is on MACs instead of parameters
     objectives: str | None = None  # e.g. "error,params,macs"; None: objective and the target's
     groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
+    genome: str = "bits"  # bits: a bit per filter; counts: kept counts per layer, top by L1
     pop_size: int = 24
     generations: int = 20
     search_size: int = 500
@@ -83,6 +84,8 @@ class PruneConfig:
             raise SmoeaError("--select target needs --target-params or --target-macs")
         if self.budget not in BUDGET_RULES:
             raise SmoeaError(f"unknown --budget {self.budget!r}; choose {', '.join(BUDGET_RULES)}")
+        if self.genome not in GENOMES:
+            raise SmoeaError(f"unknown --genome {self.genome!r}; choose {', '.join(GENOMES)}")
         if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
             raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
         if self.calibration_images < 0:
@@ -228,8 +231,9 @@ class _Run:
         )
         l1 = [s.l1_norms(i) for i in layers]
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
+        c = self.cfg
         result = run_nsga2(
-            problem, l1, self.cfg.pop_size, self.cfg.generations, self.cfg.seed + g, desc
+            problem, l1, c.pop_size, c.generations, c.seed + g, desc, genome_kind=c.genome
         )
         pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance, problem.size_column)
         x = result.X[pick]
@@ -399,8 +403,25 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         help="error (or loss) and one or both of params, macs; e.g. error,params,macs",
     )
     p.add_argument("--groups", default=None, help="e.g. 1-2,3-4,5-7 (default: one per stage)")
-    p.add_argument("--pop-size", type=int, default=d.pop_size)
-    p.add_argument("--generations", type=int, default=d.generations)
+    p.add_argument(
+        "--genome",
+        default=d.genome,
+        help="what the search decides: bits (one bit per filter, the paper's framing) | counts "
+        "(how many filters each layer keeps, the strongest by L1 norm; moves whole counts) "
+        f"(default {d.genome})",
+    )
+    p.add_argument(
+        "--pop-size",
+        type=int,
+        default=d.pop_size,
+        help=f"candidates per NSGA-II generation (default {d.pop_size})",
+    )
+    p.add_argument(
+        "--generations",
+        type=int,
+        default=d.generations,
+        help=f"NSGA-II generations per group (default {d.generations})",
+    )
     p.add_argument(
         "--search-size",
         type=int,
@@ -457,6 +478,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
         target_macs=args.target_macs,
         objectives=args.objectives,
         groups=args.groups,
+        genome=args.genome,
         pop_size=args.pop_size,
         generations=args.generations,
         search_size=args.search_size,

@@ -19,6 +19,7 @@ from pymoo.optimize import minimize
 from tqdm import tqdm
 
 from smoea import interrupt
+from smoea.counts import CountCrossover, CountMutation, CountSampling, RankedRepair
 from smoea.evaluator import SubnetEvaluator, make_evaluator
 from smoea.structure import allowed_counts, nearest_allowed
 
@@ -245,20 +246,16 @@ def run_nsga2(
     seed: int,
     desc: str = "search",
     max_evaluations: int | None = None,
+    genome_kind: str = "bits",
 ) -> SearchResult:
-    """NSGA-II over bits with the binary operators passed explicitly, seeded through minimize.
+    """NSGA-II with the operators of `genome_kind` passed explicitly, seeded through minimize.
 
     Runs `generations` generations, or, with `max_evaluations`, until that many distinct
     candidates have been evaluated.
     """
     genome = problem.evaluator.genome
     algorithm = NSGA2(
-        pop_size=pop_size,
-        sampling=SeededSampling(genome, l1),
-        crossover=UniformCrossover(),
-        mutation=BitflipMutation(prob=1.0, prob_var=min(0.5, 1.0 / genome.n_var)),
-        repair=MinKeepRepair(genome, l1),
-        eliminate_duplicates=True,
+        pop_size=pop_size, eliminate_duplicates=True, **operators(genome_kind, genome, l1)
     )
     if max_evaluations is None:
         termination = ("n_gen", generations)
@@ -280,6 +277,34 @@ def run_nsga2(
     seconds = time.perf_counter() - start
     X, F = _front(res, problem.evaluator)
     return SearchResult(X, F, problem.evaluator.evaluations, seconds)
+
+
+GENOMES = ("bits", "counts")
+
+
+def operators(kind: str, genome: Genome, l1: list[np.ndarray]) -> dict:
+    """Sampling, crossover, mutation and repair for a genome kind.
+
+    bits: a bit per unit, uniform crossover and bit flips (the paper's framing); counts: the
+    same bit vectors restricted to each layer's top-k by L1, searched by moving whole counts
+    (smoea.counts).
+    """
+    if kind == "bits":
+        return {
+            "sampling": SeededSampling(genome, l1),
+            "crossover": UniformCrossover(),
+            "mutation": BitflipMutation(prob=1.0, prob_var=min(0.5, 1.0 / genome.n_var)),
+            "repair": MinKeepRepair(genome, l1),
+        }
+    if kind == "counts":
+        order = [np.argsort(-n, kind="stable") for n in l1]
+        return {
+            "sampling": CountSampling(genome, order),
+            "crossover": CountCrossover(genome, order),
+            "mutation": CountMutation(genome, order),
+            "repair": RankedRepair(genome, order),
+        }
+    raise ValueError(f"unknown genome {kind!r}; choose one of {', '.join(GENOMES)}")
 
 
 def _front(res, evaluator) -> tuple[np.ndarray, np.ndarray]:
