@@ -8,7 +8,7 @@ import torch
 
 from smoea import baselines
 from smoea.cli import main
-from smoea.compare import AT_SMOEA, VARIANTS, compare, parse_methods, write_table
+from smoea.compare import ADAPTIVE, AT_SMOEA, VARIANTS, compare, parse_methods, write_table
 from smoea.data import TensorData
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig
@@ -48,7 +48,9 @@ def comparison(tiny_splits):
     return compare(
         lambda: copy.deepcopy(model),
         splits,
-        parse_methods(",".join(("whole-nsga2", *baselines.CRITERIA, *AT_SMOEA, "smoea"))),
+        parse_methods(
+            ",".join(("whole-nsga2", *baselines.CRITERIA, *AT_SMOEA, *ADAPTIVE, "smoea"))
+        ),
         [0],
         tiny_config(),
         torch.device("cpu"),
@@ -235,3 +237,66 @@ def test_table_and_plot_show_macs(comparison, tmp_path):
     assert f"{ratio:.4f}" in row
     plot_compare(comparison, tmp_path / "compare.png")
     assert (tmp_path / "compare.png").stat().st_size > 10_000
+
+
+def test_ratio_search_spends_the_evaluations_it_was_given(comparison):
+    ratio = comparison["methods"]["ratio-search"]["runs"][0]
+    smoea = comparison["methods"]["smoea"]["runs"][0]
+    assert ratio["method_info"]["evaluation_budget"] == smoea["evaluations"]
+    assert ratio["evaluations"] == smoea["evaluations"]
+
+
+def test_sensitivity_finds_one_threshold_for_every_layer(comparison):
+    info = comparison["methods"]["sensitivity"]["runs"][0]["method_info"]
+    assert info["threshold"] >= 0
+    # the fill up to the target only gives filters back
+    assert all(a >= b for a, b in zip(info["counts"], info["grid_counts"]))
+    assert info["evaluations"] > 0
+
+
+def test_raw_global_scores_are_not_normalised_per_layer(trained_tiny, tiny_splits):
+    from smoea.structure import Structure
+
+    model, splits = tiny_splits
+    s = Structure(copy.deepcopy(model), torch.zeros(1, 3, 16, 16))
+    normalised = baselines.filter_scores(s, "l1", splits, 0)
+    raw = baselines.filter_scores(s, "l1", splits, 0, normalizer=None)
+    means = [r.mean() for r in raw]
+    assert len(set(round(float(m), 6) for m in means)) > 1  # layers differ in scale
+    for n, r in zip(normalised, raw):
+        assert n == pytest.approx(r / r.mean(), rel=1e-5)
+
+
+def test_every_method_meets_a_mac_target_within_one_percent(tiny_splits):
+    model, splits = tiny_splits
+    config = tiny_config(target_params=None, target_macs=TARGET, generations=1)
+    methods = "smoea,l1-uniform,l1-global,lamp,sensitivity,ratio-search,whole-nsga2,l1-at-smoea"
+    result = compare(
+        lambda: copy.deepcopy(model),
+        splits,
+        parse_methods(methods),
+        [0],
+        config,
+        torch.device("cpu"),
+        log=lambda m: None,
+    )
+    base = result["baseline"]["macs"]
+    for name, m in result["methods"].items():
+        assert "failed" not in m, (name, m)
+        assert (TARGET - 0.01) * base <= m["macs"] <= TARGET * base, name
+    assert result["macs_within_1pct"] and result["measure"] == "macs"
+    assert "of the MACs" in write_table(result)
+
+
+def test_both_targets_at_once_are_refused(tiny_splits):
+    model, splits = tiny_splits
+    with pytest.raises(SmoeaError, match="one target"):
+        compare(
+            lambda: copy.deepcopy(model),
+            splits,
+            ["l1-uniform"],
+            [0],
+            tiny_config(target_macs=0.5),
+            torch.device("cpu"),
+            log=lambda m: None,
+        )

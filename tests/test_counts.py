@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import smoea
-from smoea.errors import SmoeaError
 from smoea.counts import CountCrossover, CountMutation, CountSampling, RankedRepair, counts_of
+from smoea.errors import SmoeaError
 from smoea.search import Genome, run_nsga2
 from smoea.select import non_dominated
 from smoea.structure import Structure

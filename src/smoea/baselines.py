@@ -11,34 +11,41 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from smoea.data import Splits, batches, calibration_set, draw_subset
+from smoea.data import Splits, batches, draw_subset
 from smoea.errors import SmoeaError
-from smoea.search import Genome, GroupProblem, make_evaluator, run_nsga2
+from smoea.search import GroupProblem, run_nsga2
 from smoea.select import choose, fit_to_budget
 from smoea.structure import Structure
 
 CRITERIA = ("l1", "l2", "fpgm", "taylor", "bn-scale", "random")
 RANKINGS = ("uniform", "global")
+# one threshold over raw scores (no per-layer normalisation); LAMP's scores are layer-adaptive
+RAW = tuple(c for c in CRITERIA if c != "random")
 
 
-def make_importance(name: str) -> tp.importance.Importance:
-    """Torch-Pruning's importance class for a criterion name (its default normalisation)."""
+def make_importance(name: str, normalizer: str | None = "mean") -> tp.importance.Importance:
+    """Torch-Pruning's importance class for a criterion name; `normalizer` None gives the raw
+    scores (Torch-Pruning's default divides each layer's scores by their mean)."""
+    n = normalizer
     factories = {
-        "l1": lambda: tp.importance.MagnitudeImportance(p=1),
-        "l2": lambda: tp.importance.MagnitudeImportance(p=2),
-        "fpgm": lambda: tp.importance.FPGMImportance(),
-        "taylor": lambda: tp.importance.TaylorImportance(),
-        "bn-scale": lambda: tp.importance.BNScaleImportance(),
+        "l1": lambda: tp.importance.MagnitudeImportance(p=1, normalizer=n),
+        "l2": lambda: tp.importance.MagnitudeImportance(p=2, normalizer=n),
+        "fpgm": lambda: tp.importance.FPGMImportance(normalizer=n),
+        "taylor": lambda: tp.importance.TaylorImportance(normalizer=n),
+        "bn-scale": lambda: tp.importance.BNScaleImportance(normalizer=n),
         "random": lambda: tp.importance.RandomImportance(),
+        "lamp": lambda: tp.importance.LAMPImportance(p=2),
     }
     if name not in factories:
         raise SmoeaError(f"unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}")
     return factories[name]()
 
 
-def filter_scores(s: Structure, criterion: str, splits: Splits, seed: int) -> list[np.ndarray]:
+def filter_scores(
+    s: Structure, criterion: str, splits: Splits, seed: int, normalizer: str | None = "mean"
+) -> list[np.ndarray]:
     """One score per unit and layer, from Torch-Pruning's importance on each coupled group."""
-    importance = make_importance(criterion)
+    importance = make_importance(criterion, normalizer)
     if criterion == "taylor":
         _accumulate_gradients(s.model, splits, seed)
     torch.manual_seed(seed)  # the random criterion draws its scores here
@@ -100,27 +107,33 @@ def criterion_prune(
     splits: Splits,
     min_keep: float = 0.05,
     seed: int = 0,
+    measure: str = "params",
 ) -> dict:
-    """Prune `model` in place by a criterion to at most `target` of its parameters.
+    """Prune `model` in place by a criterion to at most `target` of its parameters (or MACs).
 
-    The ratio (uniform) or the global quantile is found by bisection on the exact counts, so no
-    trial model is built; the smallest setting that meets the target wins.
+    `ranking`: uniform (one ratio in every layer), global (one threshold over the layer-
+    normalised scores) or global-raw (one threshold over the raw scores; LAMP's scores are
+    layer-adaptive by construction). The ratio or quantile is found by bisection on the exact
+    counts, so no trial model is built; the smallest setting that meets the target wins.
     """
     start = time.perf_counter()
     device = next(model.parameters()).device
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    scores = filter_scores(s, criterion, splits, seed)
+    normalizer = None if ranking == "global-raw" else "mean"
+    scores = filter_scores(s, criterion, splits, seed, normalizer)
     floors = [max(1, math.ceil(min_keep * u)) for u in s.units_per_layer]
     keep_fn = uniform_keep if ranking == "uniform" else global_keep
-    original = s.count(s.units_per_layer, "params")[0]
+    original = s.count(s.units_per_layer, measure)[0]
+
+    def ratio_of_kept(kept: np.ndarray) -> float:
+        return s.count(kept, measure)[0] / original
 
     def ratio_of(setting: float) -> float:
-        masks = keep_fn(scores, setting, floors)
-        return s.count(np.array([m.sum() for m in masks]), "params")[0] / original
+        return ratio_of_kept(np.array([m.sum() for m in keep_fn(scores, setting, floors)]))
 
     setting = _bisect(ratio_of, target)
     masks = keep_fn(scores, setting, floors)
-    refilled = fill_up(masks, scores, lambda kept: s.count(kept, "params")[0] / original, target)
+    refilled = fill_up(masks, scores, ratio_of_kept, target)
     kept = np.array([m.sum() for m in masks])
     s.remove(dict(enumerate(masks)))
     return {
@@ -128,7 +141,7 @@ def criterion_prune(
         "ranking": ranking,
         "setting": setting,
         "refilled_filters": refilled,
-        "params_ratio": float(s.count(kept, "params")[0] / original),
+        f"{measure}_ratio": float(ratio_of_kept(kept)),
         "seconds": time.perf_counter() - start,
     }
 
@@ -190,27 +203,13 @@ def whole_model_nsga2(
 ) -> tuple[nn.Module, dict]:
     """SMOEA's objectives, operators, seeding and choice, but one decision vector over every
     filter and every candidate running the whole model; stops after `evaluations`."""
-    device = next(model.parameters()).device
-    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    base = s.units_per_layer
-    layers = list(range(len(s.layers)))
-    floors = [max(1, math.ceil(config.min_keep * u)) for u in base]
-    genome = Genome(layers, base.tolist(), floors)
-    search = draw_subset(splits.val, config.search_size, config.seed)
-    calibration = calibration_set(splits.train, config.calibration_images, config.seed)
-    evaluator = make_evaluator(
-        s,
-        genome,
-        search,
-        splits.mean,
-        splits.std,
-        config.objective,
-        config.eval_batch_size,
-        calibration,
-    )
-    r = config.target_params
-    problem = GroupProblem(evaluator, base, float(s.count(base, "params")[0]), r)
-    l1 = [s.l1_norms(i) for i in layers]
+    from smoea.allocations import whole_model  # the shared whole-model set-up
+
+    w = whole_model(model, splits, config)
+    r = config.target
+    base = w.s.units_per_layer
+    problem = GroupProblem(w.evaluator, base, w.original, r, config.measure, (config.measure,))
+    l1 = [w.s.l1_norms(i) for i in range(len(base))]
     result = run_nsga2(
         problem,
         l1,
@@ -221,8 +220,7 @@ def whole_model_nsga2(
         max_evaluations=evaluations,
     )
     x = result.X[choose(result.F, config.select, r, config.tolerance)]
-    order = [np.argsort(-n, kind="stable") for n in l1]
-    x = fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], r, r, order)  # fill up to r
-    s.remove(genome.split(x))
+    x = fit_to_budget(x, w.genome, lambda v: problem.f2(v[None])[0], r, r, w.order)  # fill up
+    w.s.remove(w.genome.split(x))
     info = {"evaluations": result.evaluations, "seconds": result.seconds}
     return model.eval(), info

@@ -1,4 +1,4 @@
-"""The paper's comparison: every method prunes one baseline to the same parameter count."""
+"""The paper's comparison: every method prunes one baseline to the same parameter (or MAC) count."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from smoea.allocations import ratio_search, sensitivity
 from smoea.baselines import (
     CRITERIA,
     RANKINGS,
+    RAW,
     criterion_at_counts,
     criterion_prune,
     whole_model_nsga2,
@@ -29,10 +31,12 @@ from smoea.train import TrainConfig, evaluate, train
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
+ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search")
 VARIANTS = (
     "smoea",
     *AT_SMOEA,
     *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS),
+    *ADAPTIVE,
     "whole-nsga2",
 )
 
@@ -47,7 +51,8 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)} (a criterion may carry -uniform, -global or -at-smoea)"
+            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-2:])} (a criterion may "
+            "carry -uniform, -global, -global-raw or -at-smoea)"
         )
     chosen = set()
     for name in names:
@@ -80,8 +85,8 @@ def compare(
     after a method finished; nothing is chosen by them.
     """
     config.validate()
-    if config.target_params is None or config.target_macs is not None:
-        raise SmoeaError("smoea compare compares at a parameter target: give --target-params")
+    if config.target is None or None not in (config.target_params, config.target_macs):
+        raise SmoeaError("smoea compare needs one target: --target-params or --target-macs")
     if config.objectives is not None and config.objectives.replace(" ", "") not in (
         "error,params",
         "loss,params",
@@ -163,11 +168,17 @@ def run_method(
         return _run_smoea(model, splits, cfg, device)
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
     n_groups = len(plan_groups(s, cfg.groups))  # the groups SMOEA would use: its schedule
-    if name == "whole-nsga2":
+    if name in ("whole-nsga2", "ratio-search"):
         budget = smoea_run["evaluations"] if smoea_run and "evaluations" in smoea_run else None
         budget = budget or cfg.pop_size * (cfg.generations + 1) * n_groups
-        model, info = whole_model_nsga2(model, splits, cfg, budget)
+        if name == "whole-nsga2":
+            model, info = whole_model_nsga2(model, splits, cfg, budget)
+        else:
+            info = ratio_search(model, splits, cfg, budget)
         info["evaluation_budget"] = budget
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+    if name == "sensitivity":
+        info = sensitivity(model, splits, cfg)
         return _tune_and_measure(model, splits, cfg, device, n_groups, info)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:
@@ -176,12 +187,22 @@ def run_method(
         info = criterion_at_counts(model, criterion, smoea_run["filters_after"], splits, cfg.seed)
         info["evaluations"] = 0
         return _tune_and_measure(model, splits, cfg, device, n_groups, info)
-    criterion, ranking = name.rsplit("-", 1)
+    criterion, ranking = _criterion_and_ranking(name)
     info = criterion_prune(
-        model, criterion, ranking, cfg.target_params, splits, cfg.min_keep, cfg.seed
+        model, criterion, ranking, cfg.target, splits, cfg.min_keep, cfg.seed, cfg.measure
     )
     info["evaluations"] = 0
     return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+
+
+def _criterion_and_ranking(name: str) -> tuple[str, str]:
+    """`l1-uniform` -> (l1, uniform); `l1-global-raw` -> (l1, global-raw); `lamp` -> global."""
+    if name == "lamp":
+        return "lamp", "global"
+    if name.endswith("-global-raw"):
+        return name.removesuffix("-global-raw"), "global-raw"
+    criterion, ranking = name.rsplit("-", 1)
+    return criterion, ranking
 
 
 def _run_smoea(model, splits, cfg, device) -> dict:
@@ -271,13 +292,15 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             "failed_seeds": [r["seed"] for r in results if "failed" in r],
             "runs": results,
         }
-    sizes = [m["params"] for m in methods.values() if "params" in m]
+    sizes = [m[config.measure] for m in methods.values() if config.measure in m]
     return {
         "baseline": baseline,
         "target_params": config.target_params,
+        "target_macs": config.target_macs,
+        "measure": config.measure,
         "config": config.as_dict(),
         "methods": methods,
-        "params_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes),
+        f"{config.measure}_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes),
     }
 
 
@@ -291,7 +314,7 @@ def write_table(result: dict) -> str:
     b = result["baseline"]
     lines = [
         f"Baseline: test accuracy {100 * b['test_accuracy']:.2f}%, params {b['params']:,}, "
-        f"MACs {b['macs']:,}. Target: {result['target_params']} of the parameters.",
+        f"MACs {b['macs']:,}. Target: {_target_text(result)}.",
         "",
         "| method | seeds | test acc. % (mean ± std) | drop (points) | held-out val. % | params | "
         "MACs | MACs ratio | search s | evaluations | fine-tune s |",
@@ -310,6 +333,12 @@ def write_table(result: dict) -> str:
             f"{m['search_seconds']:.0f} | {m['evaluations']:.0f} | {m['finetune_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _target_text(result: dict) -> str:
+    if result.get("measure") == "macs":
+        return f"{result['target_macs']} of the MACs"
+    return f"{result['target_params']} of the parameters"
 
 
 def plot_compare(result: dict, path: Path) -> None:
@@ -338,7 +367,7 @@ def plot_compare(result: dict, path: Path) -> None:
         ax.set_xlabel("MACs" if size == "macs" else "parameters")
     axes[0].set_ylabel("test accuracy (%)")
     base = result["baseline"]["test_accuracy"]
-    fig.suptitle(f"pruned to {result['target_params']} of the parameters (baseline {base:.2%})")
+    fig.suptitle(f"pruned to {_target_text(result)} (baseline {base:.2%})")
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

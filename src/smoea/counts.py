@@ -76,7 +76,8 @@ class CountCrossover(Crossover):
         first = np.round(a + u * (b - a)).astype(int)
         second = np.round(b + u * (a - b)).astype(int)
         out = np.empty((2, n_matings, self.genome.n_var), dtype=bool)
-        out[0], out[1] = ranked(first, self.genome, self.order), ranked(second, self.genome, self.order)
+        out[0] = ranked(first, self.genome, self.order)
+        out[1] = ranked(second, self.genome, self.order)
         return out
 
 
