@@ -8,7 +8,7 @@ import torch
 
 from smoea import baselines
 from smoea.cli import main
-from smoea.compare import ADAPTIVE, AT_SMOEA, VARIANTS, compare, parse_methods, write_table
+from smoea.compare import AT_SMOEA, PROGRESSIVE, VARIANTS, compare, parse_methods, write_table
 from smoea.data import TensorData
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig
@@ -48,9 +48,7 @@ def comparison(tiny_splits):
     return compare(
         lambda: copy.deepcopy(model),
         splits,
-        parse_methods(
-            ",".join(("whole-nsga2", *baselines.CRITERIA, *AT_SMOEA, *ADAPTIVE, "smoea"))
-        ),
+        list(VARIANTS),
         [0],
         tiny_config(),
         torch.device("cpu"),
@@ -300,3 +298,14 @@ def test_both_targets_at_once_are_refused(tiny_splits):
             torch.device("cpu"),
             log=lambda m: None,
         )
+
+
+def test_progressive_uses_smoeas_group_budgets(comparison):
+    smoea = comparison["methods"]["smoea"]["runs"][0]
+    assert len(smoea["group_budgets"]) == 5
+    for name in PROGRESSIVE:
+        info = comparison["methods"][name]["runs"][0]["method_info"]
+        assert info["budgets"] == smoea["group_budgets"], name
+        assert all(r <= b + 1e-12 for r, b in zip(info["reached"], info["budgets"])), name
+        # filters come back while they fit: each group lands just under its budget
+        assert all(b - r < 0.05 for r, b in zip(info["reached"], info["budgets"])), name

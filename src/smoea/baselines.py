@@ -224,3 +224,65 @@ def whole_model_nsga2(
     w.s.remove(w.genome.split(x))
     info = {"evaluations": result.evaluations, "seconds": result.seconds}
     return model.eval(), info
+
+
+def criterion_progressive(
+    model: nn.Module,
+    criterion: str,
+    groups: list[list[int]],
+    budgets: list[float],
+    splits: Splits,
+    config,
+    after_group,
+) -> dict:
+    """SMOEA's progressive schedule with a criterion in place of the search: group by group,
+    one ratio over the group's layers (scores taken on the model as it now is) brings the whole
+    model to that group's budget, then `after_group(g)` fine-tunes as SMOEA does."""
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    example = torch.zeros(1, *splits.image_shape, device=device)
+    first = Structure(model, example)
+    measure = config.measure
+    original = first.count(first.units_per_layer, measure)[0]
+    floors = [max(1, math.ceil(config.min_keep * u)) for u in first.units_per_layer]
+    reached, tuning = [], 0.0
+    for g, (layers, budget) in enumerate(zip(groups, budgets)):
+        s = Structure(model, example)
+        scores = filter_scores(s, criterion, splits, config.seed + g)
+        group = GroupCut(s, layers, measure, original)
+        masks = group.to_budget([scores[i] for i in layers], [floors[i] for i in layers], budget)
+        reached.append(group.fraction([int(m.sum()) for m in masks]))
+        s.remove(dict(zip(layers, masks)))
+        tick = time.perf_counter()
+        after_group(g)
+        tuning += time.perf_counter() - tick
+    return {
+        "criterion": criterion,
+        "budgets": list(budgets),
+        "reached": reached,
+        "seconds": time.perf_counter() - start - tuning,
+    }
+
+
+class GroupCut:
+    """Cutting one group's layers of `s` while the rest of the model stays as it is."""
+
+    def __init__(self, s: Structure, layers: list[int], measure: str, original: float):
+        self.s, self.layers, self.measure, self.original = s, layers, measure, original
+
+    def fraction(self, group_kept) -> float:
+        """The whole model's measure, as a fraction of the original, with `group_kept`."""
+        kept = self.s.units_per_layer.copy()
+        kept[self.layers] = group_kept
+        return float(self.s.count(kept, self.measure)[0] / self.original)
+
+    def to_budget(self, scores, floors, budget: float) -> list[np.ndarray]:
+        """Keep masks: one uniform ratio over the group, then the best-scored dropped filters
+        back while the whole model stays within `budget`."""
+
+        def ratio_of(setting: float) -> float:
+            return self.fraction([m.sum() for m in uniform_keep(scores, setting, floors)])
+
+        masks = uniform_keep(scores, _bisect(ratio_of, budget), floors)
+        fill_up(masks, scores, self.fraction, budget)
+        return masks

@@ -19,6 +19,7 @@ from smoea.baselines import (
     RANKINGS,
     RAW,
     criterion_at_counts,
+    criterion_progressive,
     criterion_prune,
     whole_model_nsga2,
 )
@@ -31,10 +32,12 @@ from smoea.train import TrainConfig, evaluate, train
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
+PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
 ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search")
 VARIANTS = (
     "smoea",
     *AT_SMOEA,
+    *PROGRESSIVE,
     *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS),
     *ADAPTIVE,
     "whole-nsga2",
@@ -52,7 +55,7 @@ def parse_methods(text: str) -> list[str]:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
             f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-2:])} (a criterion may "
-            "carry -uniform, -global, -global-raw or -at-smoea)"
+            "carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
         )
     chosen = set()
     for name in names:
@@ -177,6 +180,8 @@ def run_method(
             info = ratio_search(model, splits, cfg, budget)
         info["evaluation_budget"] = budget
         return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+    if name in PROGRESSIVE:
+        return _run_progressive(name, model, s, splits, cfg, device, smoea_run)
     if name == "sensitivity":
         info = sensitivity(model, splits, cfg)
         return _tune_and_measure(model, splits, cfg, device, n_groups, info)
@@ -205,6 +210,37 @@ def _criterion_and_ranking(name: str) -> tuple[str, str]:
     return criterion, ranking
 
 
+def _run_progressive(name, model, s, splits, cfg, device, smoea_run) -> dict:
+    """The criterion group by group to SMOEA's group budgets, fine-tuned between groups with
+    SMOEA's steps (the same data-order seeds)."""
+    if not smoea_run or not smoea_run.get("group_budgets"):
+        raise SmoeaError(f"{name} needs a finished smoea run of the same seed; add smoea")
+    groups = plan_groups(s, cfg.groups)
+    schedule = finetune_schedule(cfg, len(groups))
+    steps = dict(schedule)
+
+    def after_group(g: int) -> None:
+        step = g + 1 if g < len(groups) - 1 else len(groups) + 1
+        if step in steps:
+            train(
+                model,
+                splits,
+                steps[step],
+                device,
+                cfg.seed * 1000 + step,
+                desc=f"fine-tune step {step}",
+            )
+
+    start = time.perf_counter()
+    criterion = name.removesuffix("-progressive")
+    info = criterion_progressive(
+        model, criterion, groups, smoea_run["group_budgets"], splits, cfg, after_group
+    )
+    info["evaluations"] = 0
+    tuned = time.perf_counter() - start - info["seconds"]
+    return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
+
+
 def _run_smoea(model, splits, cfg, device) -> dict:
     model, report = prune(
         model, splits.train, splits.val, cfg, device, splits.mean, splits.std, log=lambda m: None
@@ -223,6 +259,7 @@ def _run_smoea(model, splits, cfg, device) -> dict:
             "finetune_seconds": sum(tuned) + final,
             "finetune_schedule": _schedule_record(schedule),
             "filters_after": report["filters_after"],
+            "group_budgets": [g["budget"] for g in report["groups"]],
         },
     )
 
@@ -233,6 +270,11 @@ def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> 
     start = time.perf_counter()
     for step, tc in schedule:
         train(model, splits, tc, device, cfg.seed * 1000 + step, desc=f"fine-tune step {step}")
+    tuned = time.perf_counter() - start
+    return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
+
+
+def _measure_tuned(model, splits, cfg, device, schedule, tuned: float, info: dict) -> dict:
     example = torch.zeros(1, *splits.image_shape, device=device)
     return _measure(
         model,
@@ -242,7 +284,7 @@ def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> 
         {
             "search_seconds": info.get("seconds", 0.0),
             "evaluations": info["evaluations"],
-            "finetune_seconds": time.perf_counter() - start,
+            "finetune_seconds": tuned,
             "finetune_schedule": _schedule_record(schedule),
             "filters_after": Structure(model, example).units_per_layer.tolist(),
             "method_info": info,
