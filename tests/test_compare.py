@@ -86,6 +86,18 @@ def test_fine_tuning_is_identical_across_methods(comparison):
     assert all(s == first for s in schedules.values())
 
 
+def test_the_fine_tuning_each_method_ran_is_identical(comparison):
+    """Captured inside the training loop (steps, learning rates, data-order seeds, distillation),
+    not rebuilt from the configuration."""
+    ran = {name: m["runs"][0]["finetune_ran"] for name, m in comparison["methods"].items()}
+    first = ran["smoea"]
+    assert [r["step"] for r in first] == [1, 2, 3, 4, 6]
+    assert all(r["steps"] > 0 and r["data_seeds"] and not r["distill"] for r in first)
+    assert len({tuple(r["data_seeds"]) for r in first}) == len(first)  # each step its own order
+    for name, records in ran.items():
+        assert records == first, name
+
+
 def test_table_has_a_row_per_method(comparison):
     table = write_table(comparison)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]

@@ -28,7 +28,7 @@ from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
 from smoea.report import model_counts
 from smoea.structure import Structure, plan_groups
-from smoea.train import TrainConfig, evaluate, train
+from smoea.train import TrainConfig, evaluate, train, what_ran
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
@@ -219,17 +219,12 @@ def _run_progressive(name, model, s, splits, cfg, device, smoea_run) -> dict:
     schedule = finetune_schedule(cfg, len(groups))
     steps = dict(schedule)
 
+    ran = []
+
     def after_group(g: int) -> None:
         step = g + 1 if g < len(groups) - 1 else len(groups) + 1
         if step in steps:
-            train(
-                model,
-                splits,
-                steps[step],
-                device,
-                cfg.seed * 1000 + step,
-                desc=f"fine-tune step {step}",
-            )
+            ran.append(_finetune_step(model, splits, steps[step], device, cfg, step))
 
     start = time.perf_counter()
     criterion = name.removesuffix("-progressive")
@@ -237,6 +232,7 @@ def _run_progressive(name, model, s, splits, cfg, device, smoea_run) -> dict:
         model, criterion, groups, smoea_run["group_budgets"], splits, cfg, after_group
     )
     info["evaluations"] = 0
+    info["finetune_ran"] = ran
     tuned = time.perf_counter() - start - info["seconds"]
     return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
 
@@ -245,8 +241,9 @@ def _run_smoea(model, splits, cfg, device) -> dict:
     model, report = prune(
         model, splits.train, splits.val, cfg, device, splits.mean, splits.std, log=lambda m: None
     )
-    tuned = [g.get("finetune", {}).get("seconds", 0.0) for g in report["groups"]]
-    final = report.get("final_finetune", {}).get("seconds", 0.0)
+    steps = [g["finetune"] for g in report["groups"] if "finetune" in g]
+    steps += [report["final_finetune"]] if "final_finetune" in report else []
+    tuned = [t["seconds"] for t in steps]
     schedule = finetune_schedule(cfg, len(report["groups"]))
     return _measure(
         model,
@@ -256,8 +253,9 @@ def _run_smoea(model, splits, cfg, device) -> dict:
         {
             "search_seconds": report["search_seconds"],
             "evaluations": sum(g["evaluations"] for g in report["groups"]),
-            "finetune_seconds": sum(tuned) + final,
+            "finetune_seconds": sum(tuned),
             "finetune_schedule": _schedule_record(schedule),
+            "finetune_ran": [t["ran"] for t in steps],
             "filters_after": report["filters_after"],
             "group_budgets": [g["budget"] for g in report["groups"]],
         },
@@ -268,10 +266,19 @@ def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> 
     """Fine-tune with SMOEA's schedule, back to back with the same seeds, then measure."""
     schedule = finetune_schedule(cfg, n_groups)
     start = time.perf_counter()
-    for step, tc in schedule:
-        train(model, splits, tc, device, cfg.seed * 1000 + step, desc=f"fine-tune step {step}")
+    info["finetune_ran"] = [
+        _finetune_step(model, splits, tc, device, cfg, step) for step, tc in schedule
+    ]
     tuned = time.perf_counter() - start
     return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
+
+
+def _finetune_step(model, splits, tc: TrainConfig, device, cfg, step: int) -> dict:
+    """One fine-tuning step of the schedule; returns what it actually ran."""
+    history = train(
+        model, splits, tc, device, cfg.seed * 1000 + step, desc=f"fine-tune step {step}"
+    )
+    return {"step": step, **what_ran(history)}
 
 
 def _measure_tuned(model, splits, cfg, device, schedule, tuned: float, info: dict) -> dict:
@@ -286,6 +293,7 @@ def _measure_tuned(model, splits, cfg, device, schedule, tuned: float, info: dic
             "evaluations": info["evaluations"],
             "finetune_seconds": tuned,
             "finetune_schedule": _schedule_record(schedule),
+            "finetune_ran": info.pop("finetune_ran"),
             "filters_after": Structure(model, example).units_per_layer.tolist(),
             "method_info": info,
         },

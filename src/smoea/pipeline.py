@@ -19,7 +19,7 @@ from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, plan_groups
-from smoea.train import TrainConfig, train
+from smoea.train import TrainConfig, train, what_ran
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None}
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
@@ -377,6 +377,7 @@ class _Run:
             "epochs": cfg.epochs,
             "seconds": time.perf_counter() - start,
             "val_accuracy": history[-1]["val_accuracy"] if history else None,
+            "ran": {"step": step, **what_ran(history)},
         }
 
 

@@ -86,8 +86,11 @@ def train(
         sched.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
     for epoch in range(len(history), cfg.epochs):
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        data_seed = seed * 100_003 + epoch
+        generator = torch.Generator().manual_seed(data_seed)
+        lr_start = opt.param_groups[0]["lr"]
         record = _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
+        record.update(data_seed=data_seed, lr_start=lr_start, distill=False)
         record["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
         history.append(record)
         if on_epoch is not None:
@@ -138,9 +141,23 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
         raise TrainingDiverged(f"{desc}: loss became non-finite in epoch {epoch + 1}; rolled back")
     return {
         "epoch": epoch + 1,
+        "steps": step + 1,
         "loss": loss_sum.item() / seen,
         "train_accuracy": correct.item() / seen,
         "seconds": time.perf_counter() - start,
+    }
+
+
+def what_ran(history: list[dict]) -> dict:
+    """What a training run actually executed, from its epoch records (not from its config):
+    epochs, optimiser steps, the learning rate at each epoch's first step, the data-order seeds
+    and whether distillation was on. Comparisons check these agree across methods."""
+    return {
+        "epochs": len(history),
+        "steps": sum(r.get("steps", 0) for r in history),
+        "lr_start": [r.get("lr_start") for r in history],
+        "data_seeds": [r.get("data_seed") for r in history],
+        "distill": any(r.get("distill", False) for r in history),
     }
 
 
