@@ -176,6 +176,15 @@ CASES = {
         ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--budget", "guess"],
         "--budget",
     ),
+    "compare at both targets": (
+        ["compare", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-params", "0.5"]
+        + ["--target-macs", "0.5"],
+        "not both",
+    ),
+    "unknown genome": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--genome", "floats"],
+        "--genome",
+    ),
     "diverging loss": (["train", "--data", "{archive}", "--lr", "1e12"], "loss became"),
 }
 

@@ -321,3 +321,48 @@ def test_progressive_uses_smoeas_group_budgets(comparison):
         assert all(r <= b + 1e-12 for r, b in zip(info["reached"], info["budgets"])), name
         # filters come back while they fit: each group lands just under its budget
         assert all(b - r < 0.05 for r, b in zip(info["reached"], info["budgets"])), name
+
+
+def test_no_method_reads_the_test_split_before_it_is_pruned_and_fine_tuned(
+    tiny_splits, monkeypatch
+):
+    """A tripwire on the test split: reads count as early unless they come from the final
+    measurement of a finished method (or the baseline's row, after every method)."""
+    import smoea.compare as cmp
+
+    model, splits = tiny_splits
+    state = {"measuring": False, "early": 0, "late": 0}
+
+    class Tripwire(TensorData):
+        def __getattribute__(self, name):
+            if name in ("x", "y"):
+                state["late" if state["measuring"] else "early"] += 1
+            return object.__getattribute__(self, name)
+
+    def measuring(real):
+        def wrapped(*args, **kwargs):
+            state["measuring"] = True
+            try:
+                return real(*args, **kwargs)
+            finally:
+                state["measuring"] = False
+
+        return wrapped
+
+    monkeypatch.setattr(cmp, "_measure", measuring(cmp._measure))
+    monkeypatch.setattr(cmp, "_baseline_row", measuring(cmp._baseline_row))
+    splits_with_wire = copy.copy(splits)
+    splits_with_wire.test = Tripwire(splits.test.x, splits.test.y)
+    methods = "smoea,l1-uniform,taylor-global,l1-global-raw,lamp,sensitivity,ratio-search"
+    methods += ",whole-nsga2,l1-at-smoea,l1-progressive"
+    result = compare(
+        lambda: copy.deepcopy(model),
+        splits_with_wire,
+        parse_methods(methods),
+        [0],
+        tiny_config(generations=1),
+        torch.device("cpu"),
+        log=lambda m: None,
+    )
+    assert not [n for n, m in result["methods"].items() if "failed" in m]
+    assert state["early"] == 0 and state["late"] > 0

@@ -104,12 +104,16 @@ def compare(
             result = _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log)
             runs.setdefault(name, []).append(result)
             log(f"seed {seed} {name}: {_short(result)}")
+    return summarize(runs, _baseline_row(make_model, splits, device), config)
+
+
+def _baseline_row(make_model, splits: Splits, device) -> dict:
+    """The unpruned model's test accuracy and sizes, measured after every method finished."""
     baseline = make_model().to(device).eval()
-    base = {
+    return {
         "test_accuracy": evaluate(baseline, splits.test, splits, device)["accuracy"],
         **model_counts(baseline, splits.image_shape),
     }
-    return summarize(runs, base, config)
 
 
 def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> dict:
