@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default="smoea,l1,l2,fpgm,taylor,bn-scale,random,whole-nsga2",
-        help="comma-separated; a criterion alone runs its -uniform and -global variants",
+        help="comma-separated: smoea, a criterion (l1, l2, fpgm, taylor, bn-scale, random; alone "
+        "it runs its -uniform and -global variants; also -global-raw, -at-smoea, -progressive), "
+        "lamp, sensitivity, ratio-search, whole-nsga2 (default: smoea, the six criteria and "
+        "whole-nsga2)",
     )
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1")
     p.add_argument("--out", required=True)
