@@ -109,3 +109,30 @@ def test_candidates_over_the_budget_are_not_scored_and_change_nothing(trained_ti
     assert np.array_equal(lazy.X, full.X) and np.allclose(lazy.F, full.F)
     assert np.isfinite(lazy.F).all()
     assert lazy.evaluations < full.evaluations
+
+
+@pytest.mark.parametrize(
+    "genome, budget, groups",
+    [("bits", "proportional", "1-12,13"), ("counts", "proportional", "1-12,13")],
+)
+def test_a_group_leaves_the_target_reachable_for_the_later_ones(
+    trained_tiny, genome, budget, groups
+):
+    """Cutting conv 12 shrinks conv 13's inputs, so what the last group can remove shrinks too:
+    the earlier group must leave the target reachable (this failed before it did)."""
+    import smoea
+
+    model, splits = copy.deepcopy(trained_tiny[0]), trained_tiny[1]
+    config = smoea.PruneConfig(
+        target_params=0.1,
+        genome=genome,
+        budget=budget,
+        groups=groups,
+        pop_size=8,
+        generations=3,
+        search_size=40,
+    )
+    config.finetune.epochs = 0
+    config.final.epochs = 0
+    _, report = smoea.prune(model, splits.train, splits.val, config, "cpu", log=lambda m: None)
+    assert 0.09 <= report["params_ratio"] <= 0.1

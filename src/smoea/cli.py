@@ -378,6 +378,7 @@ def cmd_prune(args) -> None:
         log=lambda m: print(m, file=sys.stderr),
         on_group_done=save_state,
         resume_report=state["report"] if state else None,
+        teacher=model_from_record(record, args.checkpoint) if config.distill else None,
     )
     seconds = time.perf_counter() - start
     # The test split is read only now, for the reported figures.

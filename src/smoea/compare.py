@@ -127,7 +127,8 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> 
         return saved
     smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
     try:
-        result = run_method(name, make_model(), splits, cfg, device, smoea_run)
+        teacher = make_model() if cfg.distill else None  # the unpruned baseline teaches
+        result = run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing method is reported, the comparison goes on
@@ -168,11 +169,14 @@ def run_method(
     cfg: PruneConfig,
     device: torch.device,
     smoea_run: dict | None = None,
+    teacher: nn.Module | None = None,
 ) -> dict:
-    """Prune a fresh copy of the baseline with one method variant, fine-tune, measure."""
+    """Prune a fresh copy of the baseline with one method variant, fine-tune, measure; with
+    `cfg.distill`, `teacher` (the unpruned baseline) teaches every method's fine-tuning."""
     model.to(device).eval()
     if name == "smoea":
-        return _run_smoea(model, splits, cfg, device)
+        return _run_smoea(model, splits, cfg, device, teacher)
+    distill = cfg.distillation(teacher)
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
     n_groups = len(plan_groups(s, cfg.groups))  # the groups SMOEA would use: its schedule
     if name in ("whole-nsga2", "ratio-search"):
@@ -183,25 +187,25 @@ def run_method(
         else:
             info = ratio_search(model, splits, cfg, budget)
         info["evaluation_budget"] = budget
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in PROGRESSIVE:
-        return _run_progressive(name, model, s, splits, cfg, device, smoea_run)
+        return _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill)
     if name == "sensitivity":
         info = sensitivity(model, splits, cfg)
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:
             raise SmoeaError(f"{name} needs a finished smoea run of the same seed; add smoea")
         criterion = name.removesuffix("-at-smoea")
         info = criterion_at_counts(model, criterion, smoea_run["filters_after"], splits, cfg.seed)
         info["evaluations"] = 0
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     criterion, ranking = _criterion_and_ranking(name)
     info = criterion_prune(
         model, criterion, ranking, cfg.target, splits, cfg.min_keep, cfg.seed, cfg.measure
     )
     info["evaluations"] = 0
-    return _tune_and_measure(model, splits, cfg, device, n_groups, info)
+    return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
 
 
 def _criterion_and_ranking(name: str) -> tuple[str, str]:
@@ -214,7 +218,7 @@ def _criterion_and_ranking(name: str) -> tuple[str, str]:
     return criterion, ranking
 
 
-def _run_progressive(name, model, s, splits, cfg, device, smoea_run) -> dict:
+def _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill) -> dict:
     """The criterion group by group to SMOEA's group budgets, fine-tuned between groups with
     SMOEA's steps (the same data-order seeds)."""
     if not smoea_run or not smoea_run.get("group_budgets"):
@@ -228,7 +232,8 @@ def _run_progressive(name, model, s, splits, cfg, device, smoea_run) -> dict:
     def after_group(g: int) -> None:
         step = g + 1 if g < len(groups) - 1 else len(groups) + 1
         if step in steps:
-            ran.append(_finetune_step(model, splits, steps[step], device, cfg, step))
+            tc = steps[step]
+            ran.append(_finetune_step(model, splits, tc, device, cfg, step, distill))
 
     start = time.perf_counter()
     criterion = name.removesuffix("-progressive")
@@ -241,9 +246,17 @@ def _run_progressive(name, model, s, splits, cfg, device, smoea_run) -> dict:
     return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
 
 
-def _run_smoea(model, splits, cfg, device) -> dict:
+def _run_smoea(model, splits, cfg, device, teacher) -> dict:
     model, report = prune(
-        model, splits.train, splits.val, cfg, device, splits.mean, splits.std, log=lambda m: None
+        model,
+        splits.train,
+        splits.val,
+        cfg,
+        device,
+        splits.mean,
+        splits.std,
+        log=lambda m: None,
+        teacher=teacher,
     )
     steps = [g["finetune"] for g in report["groups"] if "finetune" in g]
     steps += [report["final_finetune"]] if "final_finetune" in report else []
@@ -266,22 +279,21 @@ def _run_smoea(model, splits, cfg, device) -> dict:
     )
 
 
-def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict) -> dict:
+def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict, distill) -> dict:
     """Fine-tune with SMOEA's schedule, back to back with the same seeds, then measure."""
     schedule = finetune_schedule(cfg, n_groups)
     start = time.perf_counter()
     info["finetune_ran"] = [
-        _finetune_step(model, splits, tc, device, cfg, step) for step, tc in schedule
+        _finetune_step(model, splits, tc, device, cfg, step, distill) for step, tc in schedule
     ]
     tuned = time.perf_counter() - start
     return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
 
 
-def _finetune_step(model, splits, tc: TrainConfig, device, cfg, step: int) -> dict:
+def _finetune_step(model, splits, tc: TrainConfig, device, cfg, step: int, distill) -> dict:
     """One fine-tuning step of the schedule; returns what it actually ran."""
-    history = train(
-        model, splits, tc, device, cfg.seed * 1000 + step, desc=f"fine-tune step {step}"
-    )
+    seed, desc = cfg.seed * 1000 + step, f"fine-tune step {step}"
+    history = train(model, splits, tc, device, seed, desc=desc, distill=distill)
     return {"step": step, **what_ran(history)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, plan_groups
-from smoea.train import TrainConfig, train, what_ran
+from smoea.train import Distill, TrainConfig, evaluate, train, what_ran
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None}
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
@@ -47,6 +48,9 @@ class PruneConfig:
     min_keep: float = 0.05
     round_to: int = 1  # kept filters per layer a multiple of this (or the whole layer)
     eval_batch_size: int = 500
+    distill: bool = False  # the unpruned model teaches every fine-tuning (see TrainConfig)
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.9
     seed: int = 0
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=1, lr=0.01, schedule="cosine")
@@ -94,6 +98,15 @@ class PruneConfig:
             raise SmoeaError(f"--min-keep must be in [0, 1), got {self.min_keep}")
         if self.round_to < 1:
             raise SmoeaError(f"--round-to must be >= 1, got {self.round_to}")
+        Distill(nn.Identity(), self.distill_temperature, self.distill_weight).validate()
+
+    def distillation(self, teacher: nn.Module | None) -> Distill | None:
+        """The fine-tunings' distillation from `teacher`, or None when --distill is off."""
+        if not self.distill:
+            return None
+        if teacher is None:
+            raise SmoeaError("--distill needs the unpruned model as teacher")
+        return Distill(teacher, self.distill_temperature, self.distill_weight)
 
     def _validate_objectives(self) -> None:
         names = self.objective_list()
@@ -124,8 +137,12 @@ def prune(
     log: Callable[[str], None] = print,
     on_group_done: Callable[[nn.Module, dict], None] | None = None,
     resume_report: dict | None = None,
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, dict]:
     """Prune `model` in place with SMOEA; returns it and the report.
+
+    With `config.distill`, `teacher` (default: a frozen copy of `model` as given, which a
+    resumed run cannot take: pass the unpruned model) teaches every fine-tuning.
 
     Works for any CNN that Torch-Pruning can trace. Data are uint8 images (N, C, H, W); the
     search set is drawn from `val_data`. No test data enters: report test figures afterwards.
@@ -142,15 +159,33 @@ def prune(
     # channels_last from the start: the same layout (and float order) whether a run is fresh or
     # resumed from a saved state, and the faster one for convolutions
     model.to(device).to(memory_format=torch.channels_last).eval()
-    run = _Run(model, splits, config, device, log, resume_report)
+    if config.distill and teacher is None:
+        if resume_report is not None:
+            raise SmoeaError("resuming a distilled prune needs the unpruned model as teacher")
+        teacher = copy.deepcopy(model)
+    distill = config.distillation(teacher)
+    if distill is not None:
+        _check_teacher(distill.teacher, model, train_data, device)
+    run = _Run(model, splits, config, device, log, resume_report, distill)
     return run.execute(on_group_done)
+
+
+def _check_teacher(teacher: nn.Module, model: nn.Module, data: TensorData, device) -> None:
+    """The teacher must give as many class scores as the model."""
+    example = torch.zeros(2, *data.x.shape[1:], device=device)
+    teacher.to(device).eval()
+    with torch.inference_mode():
+        got, want = teacher(example).shape[-1], model(example).shape[-1]
+    if got != want:
+        raise SmoeaError(f"the teacher gives {got} class scores, the model {want}")
 
 
 class _Run:
     """State of one progressive run; each method is one step of the loop."""
 
-    def __init__(self, model, splits: Splits, config: PruneConfig, device, log, resume=None):
+    def __init__(self, model, splits: Splits, config: PruneConfig, device, log, resume, distill):
         self.model, self.splits, self.cfg = model, splits, config
+        self.distill = distill
         self.device, self.log = device, log
         self.example = torch.zeros(1, *splits.train.x.shape[1:], device=device)
         self.report = resume or self._plan(Structure(model, self.example))
@@ -173,10 +208,23 @@ class _Run:
             "filters_before": full.tolist(),
             "group_layers": groups,
             "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
+            "distill": self._distill_record(),
             "groups": [],
         }
         self._check_target(first, report)
         return report
+
+    def _distill_record(self) -> dict:
+        """Whether distillation is on, its settings and the teacher's validation accuracy."""
+        if self.distill is None:
+            return {"on": False}
+        teacher = evaluate(self.distill.teacher, self.splits.val, self.splits, self.device)
+        return {
+            "on": True,
+            "temperature": self.distill.temperature,
+            "weight": self.distill.weight,
+            "teacher_val_accuracy": teacher["accuracy"],
+        }
 
     def _check_target(self, s: Structure, report: dict) -> None:
         r, what = self.cfg.target, self.cfg.measure
@@ -238,7 +286,7 @@ class _Run:
         pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance, problem.size_column)
         x = result.X[pick]
         if budget is not None:
-            x = self._fit(problem, genome, x, l1, budget)
+            x = self._fit(problem, genome, x, l1, budget, g)
             self._note_unrounded(genome, x)
         chosen = [float(evaluator(x[None])[0])]
         chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
@@ -292,14 +340,30 @@ class _Run:
         what = self.cfg.measure
         return float(s.count(kept, what)[0] / self.original[what])
 
-    def _fit(self, problem, genome, x, l1, budget: float):
+    def _fit(self, problem, genome, x, l1, budget: float, g: int):
         """Keep the choice within the group's budget and not below the target r: later groups
         only remove, so a group that overshot would leave the final model below it. The last
         group (budget r) gives back its strongest dropped units while they fit, so the final
-        model lands as near r as single filters allow (the comparison needs one size)."""
+        model lands as near r as single filters allow (the comparison needs one size).
+
+        Then keep r reachable: cutting a layer's filters also cuts the next layer's inputs, so
+        what a later group can remove shrinks as this one cuts its last layer, and a budget
+        planned before may leave too much for the later groups even at their minimum. This
+        group gives up its weakest units until the later groups at their minimum reach r."""
         floor = self.cfg.target
         order = [np.argsort(-n, kind="stable") for n in l1]
-        return fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
+        x = fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
+        later = [i for layers in self.groups[g + 1 :] for i in layers]
+        if not later:
+            return x
+        s = problem.evaluator.structure
+
+        def later_at_minimum(v: np.ndarray) -> float:
+            kept = genome.kept(v[None], problem.base_kept)[0]
+            kept[later] = [self.min_keep[i] for i in later]
+            return self._fraction(s, kept)
+
+        return fit_to_budget(x, genome, later_at_minimum, floor, 0.0, order)
 
     def _note_unrounded(self, genome: Genome, x: np.ndarray) -> None:
         """Say so when single filters had to finish the fit and a count left the multiples."""
@@ -371,7 +435,9 @@ class _Run:
         """Fine-tune in place; each step draws its own seeded data order."""
         start = time.perf_counter()
         seed = self.cfg.seed * 1000 + step
-        history = train(self.model, self.splits, cfg, self.device, seed, desc=desc)
+        history = train(
+            self.model, self.splits, cfg, self.device, seed, desc=desc, distill=self.distill
+        )
         self.model.eval()
         return {
             "epochs": cfg.epochs,
@@ -463,6 +529,25 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-epochs", type=int, default=d.final.epochs)
     p.add_argument("--final-lr", type=float, default=d.final.lr)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--distill",
+        action="store_true",
+        help="the unpruned model, frozen, teaches every fine-tuning (softened logits mixed with "
+        "the label loss; off by default)",
+    )
+    p.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=d.distill_temperature,
+        help=f"softening temperature of the distillation (default {d.distill_temperature})",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=d.distill_weight,
+        help="share of the distillation loss in [0, 1]; the label loss gets the rest "
+        f"(default {d.distill_weight})",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PruneConfig:
@@ -490,6 +575,9 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
         budget=args.budget,
         min_keep=args.min_keep,
         round_to=args.round_to,
+        distill=args.distill,
+        distill_temperature=args.distill_temperature,
+        distill_weight=args.distill_weight,
         seed=args.seed,
         finetune=tune(args.finetune_epochs, args.finetune_lr),
         final=tune(args.final_epochs, args.final_lr),

@@ -35,6 +35,43 @@ class TrainConfig:
         return asdict(self)
 
 
+@dataclass
+class Distill:
+    """Distillation from a frozen teacher: the loss is (1 - weight) * label loss + weight * T^2 *
+    KL(teacher || student) on logits softened by the temperature T (Hinton et al., 2015). The
+    teacher runs once per step on the student's own augmented batch, in eval mode, without
+    gradients; its weights and BatchNorm statistics never change."""
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    weight: float = 0.9
+
+    def validate(self) -> None:
+        if not self.temperature > 0:
+            raise SmoeaError(f"--distill-temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.weight <= 1:
+            raise SmoeaError(f"--distill-weight must be in [0, 1], got {self.weight}")
+
+    def prepare(self, device: torch.device) -> None:
+        self.teacher.to(device).to(memory_format=torch.channels_last).eval()
+        self.teacher.requires_grad_(False)
+
+    def loss(self, logits: torch.Tensor, hard: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The mixed loss; with weight 0 exactly the label loss (the teacher is not run)."""
+        if self.weight == 0:
+            return hard
+        with torch.no_grad(), autocast(x.device):
+            target = self.teacher(x).float()
+        t = self.temperature
+        soft = F.kl_div(
+            F.log_softmax(logits / t, 1),
+            F.log_softmax(target / t, 1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        return (1 - self.weight) * hard + self.weight * t * t * soft
+
+
 class TrainingDiverged(SmoeaError):
     """The loss became NaN or infinite; the model holds its last good weights."""
 
@@ -63,14 +100,20 @@ def train(
     desc: str = "train",
     on_epoch: Callable[[dict, dict], None] | None = None,
     resume: dict | None = None,
+    distill: Distill | None = None,
 ) -> list[dict]:
     """Train in place; returns one record per epoch (loss, train and validation accuracy, time).
+
+    With `distill`, the label loss is mixed with distillation from its frozen teacher.
 
     `on_epoch(record, state)` gets the optimiser and schedule state after every epoch; passing
     that state back as `resume` continues exactly where it stopped (every epoch draws its own
     seeded shuffle and augmentation, so a resumed run equals an uninterrupted one on the CPU).
     """
     model.to(device).to(memory_format=torch.channels_last)
+    if distill is not None:
+        distill.validate()
+        distill.prepare(device)
     opt = torch.optim.SGD(
         model.parameters(),
         cfg.lr,
@@ -89,8 +132,10 @@ def train(
         data_seed = seed * 100_003 + epoch
         generator = torch.Generator().manual_seed(data_seed)
         lr_start = opt.param_groups[0]["lr"]
-        record = _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
-        record.update(data_seed=data_seed, lr_start=lr_start, distill=False)
+        record = _train_epoch(
+            model, splits, cfg, opt, sched, device, generator, desc, epoch, distill
+        )
+        record.update(data_seed=data_seed, lr_start=lr_start, distill=_distill_record(distill))
         record["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
         history.append(record)
         if on_epoch is not None:
@@ -103,7 +148,13 @@ def train(
     return history
 
 
-def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch) -> dict:
+def _distill_record(distill: Distill | None) -> dict | bool:
+    if distill is None:
+        return False
+    return {"temperature": distill.temperature, "weight": distill.weight}
+
+
+def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch, distill) -> dict:
     model.train()
     last_good = copy.deepcopy(model.state_dict())
     start, loss_sum, correct, seen = time.perf_counter(), torch.zeros(()), torch.zeros(()), 0
@@ -118,6 +169,8 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch)
         with autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        if distill is not None:
+            loss = distill.loss(logits.float(), loss, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -157,7 +210,7 @@ def what_ran(history: list[dict]) -> dict:
         "steps": sum(r.get("steps", 0) for r in history),
         "lr_start": [r.get("lr_start") for r in history],
         "data_seeds": [r.get("data_seed") for r in history],
-        "distill": any(r.get("distill", False) for r in history),
+        "distill": next((r["distill"] for r in history if r.get("distill")), False),
     }
 
 
