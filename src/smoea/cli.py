@@ -60,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="vgg14 | vgg16 | resnet20 | resnet56 | mobilenetv2 | torchvision:NAME",
     )
     p.add_argument("--width", type=float, default=1.0)
+    p.add_argument(
+        "--from",
+        dest="from_checkpoint",
+        metavar="CHECKPOINT",
+        help="continue training this model file (any smoea model, pruned or not) with the "
+        "recipe given here; its architecture, normalisation and validation split are kept and "
+        "--model/--width are ignored",
+    )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a --from file that holds pickled code (runs code from it)",
+    )
     _train_flags(p)
     p.add_argument("--schedule", default="onecycle", help="onecycle | cosine")
     p.add_argument("--out", required=True)
@@ -249,17 +262,30 @@ def cmd_train(args) -> None:
     from smoea.checkpoint import model_from_record, save_model
     from smoea.device import resolve_device
     from smoea.models import build_model, make_arch
-    from smoea.report import model_counts, versions
+    from smoea.report import check_compatible, model_counts, versions
     from smoea.train import TrainConfig, TrainingDiverged, evaluate, train
 
     out = Path(args.out)
     resume = _train_resume_state(out, args)
     device = resolve_device(args.device)
-    splits = _splits(args, None)
-    c, h, _ = splits.image_shape
-    arch = make_arch(args.model, args.width, splits.num_classes, c, h)
+    start_from = _start_record(args)
+    splits = _splits(args, start_from)
+    if start_from is not None:
+        check_compatible(start_from, splits, args.from_checkpoint)
+        if "normalize" in start_from:
+            splits.mean = start_from["normalize"]["mean"]
+            splits.std = start_from["normalize"]["std"]
+        arch = start_from.get("arch")
+    else:
+        c, h, _ = splits.image_shape
+        arch = make_arch(args.model, args.width, splits.num_classes, c, h)
     torch.manual_seed(args.seed)
-    model = build_model(arch) if resume is None else model_from_record(resume, out / TRAIN_STATE)
+    if resume is not None:
+        model = model_from_record(resume, out / TRAIN_STATE)
+    elif start_from is not None:
+        model = model_from_record(start_from, args.from_checkpoint)
+    else:
+        model = build_model(arch)
     cfg = TrainConfig(
         args.epochs,
         args.batch_size,
@@ -299,6 +325,7 @@ def cmd_train(args) -> None:
             "arch": arch,
             "config": cfg.as_dict(),
             "seed": args.seed,
+            "from": args.from_checkpoint,
             "history": history,
             "test_accuracy": test["accuracy"],
             "test_loss": test["loss"],
@@ -314,6 +341,15 @@ def cmd_train(args) -> None:
         f"test accuracy {test['accuracy']:.4f}  params {counts['params']:,}  "
         f"MACs {counts['macs']:,}  -> {out / 'model.pt'}"
     )
+
+
+def _start_record(args) -> dict | None:
+    """The record of the --from model file, or None for a new model."""
+    from smoea.checkpoint import load_record
+
+    if not args.from_checkpoint:
+        return None
+    return load_record(args.from_checkpoint, args.trust_checkpoint)
 
 
 def _train_resume_state(out: Path, args) -> dict | None:
