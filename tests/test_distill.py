@@ -211,3 +211,16 @@ def test_train_from_continues_a_model_file(tmp_path, image_archive, baseline):
     )
     record = json.loads((out / "train.json").read_text())
     assert record["from"] == str(baseline / "model.pt") and record["config"]["epochs"] == 1
+
+
+def test_train_from_with_a_teacher_distils_and_checks_its_settings(
+    tmp_path, image_archive, baseline
+):
+    common = ["--from", str(baseline / "model.pt"), "--data", str(image_archive), "--epochs", "1"]
+    common += ["--lr", "0.01", "--schedule", "cosine", "--batch-size", "32", "--device", "cpu"]
+    common += ["--teacher", str(baseline / "model.pt")]
+    assert main(["train", *common, "--out", str(tmp_path / "t")]) == 0
+    record = json.loads((tmp_path / "t" / "train.json").read_text())
+    assert record["history"][0]["distill"] == {"temperature": 4.0, "weight": 0.9}
+    bad = ["--distill-temperature", "0", "--out", str(tmp_path / "u")]
+    assert main(["train", *common, *bad]) == 2

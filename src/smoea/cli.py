@@ -73,6 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a --from file that holds pickled code (runs code from it)",
     )
+    p.add_argument(
+        "--teacher",
+        metavar="CHECKPOINT",
+        help="distil from this model file (frozen; e.g. the unpruned baseline when continuing "
+        "a pruned model with --from); off by default",
+    )
+    p.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=4.0,
+        help="softening temperature with --teacher (default 4.0)",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.9,
+        help="share of the distillation loss with --teacher, in [0, 1] (default 0.9)",
+    )
     _train_flags(p)
     p.add_argument("--schedule", default="onecycle", help="onecycle | cosine")
     p.add_argument("--out", required=True)
@@ -306,10 +324,20 @@ def cmd_train(args) -> None:
         print(json.dumps(record), file=sys.stderr)
         save_model(out / TRAIN_STATE, model, arch, {**extra, "train_state": state})
 
+    distill = _teacher(args, splits)
     _interrupted_hint[0] = f"smoea train --resume --out {out} (with the same flags)"
     try:
         state = resume["train_state"] if resume else None
-        history = train(model, splits, cfg, device, args.seed, on_epoch=checkpoint, resume=state)
+        history = train(
+            model,
+            splits,
+            cfg,
+            device,
+            args.seed,
+            on_epoch=checkpoint,
+            resume=state,
+            distill=distill,
+        )
     except TrainingDiverged as exc:
         saved = out / TRAIN_STATE
         kept = f"the last good epoch is in {saved}" if saved.exists() else "no epoch completed"
@@ -326,6 +354,7 @@ def cmd_train(args) -> None:
             "config": cfg.as_dict(),
             "seed": args.seed,
             "from": args.from_checkpoint,
+            "teacher": args.teacher,
             "history": history,
             "test_accuracy": test["accuracy"],
             "test_loss": test["loss"],
@@ -341,6 +370,23 @@ def cmd_train(args) -> None:
         f"test accuracy {test['accuracy']:.4f}  params {counts['params']:,}  "
         f"MACs {counts['macs']:,}  -> {out / 'model.pt'}"
     )
+
+
+def _teacher(args, splits):
+    """The distillation of `smoea train --teacher FILE`, or None."""
+    from smoea.checkpoint import load_record, model_from_record
+    from smoea.report import check_compatible
+    from smoea.train import Distill
+
+    if not args.teacher:
+        return None
+    record = load_record(args.teacher, args.trust_checkpoint)
+    check_compatible(record, splits, args.teacher)
+    distill = Distill(
+        model_from_record(record, args.teacher), args.distill_temperature, args.distill_weight
+    )
+    distill.validate()
+    return distill
 
 
 def _start_record(args) -> dict | None:
