@@ -69,7 +69,9 @@ def plot(rows: list[dict], baseline_test: float, path: Path) -> None:
 def main(runs: Path) -> None:
     rows = load(runs)
     pruned = next(runs.glob("pruned-seed*/report.json"), None)
-    baseline_test = json.loads(pruned.read_text())["baseline"]["test_accuracy"] if pruned else 0.878
+    if pruned is None:
+        sys.exit(f"{runs} holds no finished pruned-seed*/report.json")
+    baseline_test = json.loads(pruned.read_text())["baseline"]["test_accuracy"]
     text = table(rows, baseline_test)
     (runs / "recovery.md").write_text(text)
     (runs / "recovery.json").write_text(json.dumps(rows, indent=2))

@@ -269,3 +269,20 @@ def test_a_split_other_than_the_trained_one_is_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{flag[0]} {flag[1]} differs" in err[0]
     assert not (out / "model.pt").exists()
+
+
+def test_every_flag_of_every_command_says_what_it_does_and_its_default():
+    import argparse
+
+    from smoea.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"train", "prune", "compare", "evaluate", "export"}
+    for command in sub.choices:
+        assert command in parser.description
+    for command, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help and len(action.help) > 5, (command, action.option_strings)
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in action.help, (command, action.option_strings)

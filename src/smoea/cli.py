@@ -1,4 +1,4 @@
-"""The `smoea` command: train, prune, evaluate."""
+"""The `smoea` command: train a baseline, prune it with SMOEA, compare methods, evaluate, export."""
 
 from __future__ import annotations
 
@@ -19,9 +19,18 @@ from smoea.errors import SmoeaError
 def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--config", help="TOML or YAML file whose keys are these flags")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the search, training and fine-tuning data order (default 0)",
+    )
     if data:
-        p.add_argument("--dataset", default="cifar10")
+        p.add_argument(
+            "--dataset",
+            default="cifar10",
+            help="cifar10 | cifar100 | mnist | fashion-mnist | imagefolder (default cifar10)",
+        )
         p.add_argument("--data", help="data directory or .tar.gz archive")
         p.add_argument("--download", action="store_true", help="fetch a torchvision data set")
         p.add_argument("--cache-dir", help="where decoded arrays are cached")
@@ -42,10 +51,16 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def _train_flags(p: argparse.ArgumentParser, prefix: str = "", epochs: int = 30, lr: float = 0.1):
-    p.add_argument(f"--{prefix}epochs", type=int, default=epochs)
-    p.add_argument(f"--{prefix}lr", type=float, default=lr)
-    p.add_argument(f"--{prefix}batch-size", type=int, default=128)
-    p.add_argument(f"--{prefix}weight-decay", type=float, default=5e-4)
+    p.add_argument(f"--{prefix}epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
+    p.add_argument(
+        f"--{prefix}lr", type=float, default=lr, help=f"peak learning rate of SGD (default {lr})"
+    )
+    p.add_argument(
+        f"--{prefix}batch-size", type=int, default=128, help="images per batch (default 128)"
+    )
+    p.add_argument(
+        f"--{prefix}weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default="vgg14",
-        help="vgg14 | vgg16 | resnet20 | resnet56 | mobilenetv2 | torchvision:NAME",
+        help="vgg14 | vgg16 | resnet20 | resnet56 | mobilenetv2 | torchvision:NAME (default vgg14)",
     )
-    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument(
+        "--width", type=float, default=1.0, help="channel width multiplier (default 1.0)"
+    )
     p.add_argument(
         "--from",
         dest="from_checkpoint",
@@ -92,20 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the distillation loss with --teacher, in [0, 1] (default 0.9)",
     )
     _train_flags(p)
-    p.add_argument("--schedule", default="onecycle", help="onecycle | cosine")
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--schedule",
+        default="onecycle",
+        help="learning-rate schedule: onecycle | cosine (default onecycle)",
+    )
+    p.add_argument("--out", required=True, help="directory for model.pt and train.json")
     p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
 
     p = sub.add_parser("prune", help="prune a trained model with SMOEA")
     _common(p)
-    p.add_argument("--checkpoint")
+    p.add_argument("--checkpoint", help="the trained model file to prune")
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="allow a model file that holds pickled code (runs code from it)",
     )
-    p.add_argument("--out")
+    p.add_argument("--out", help="directory for model.pt, report.json and the plots")
     p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted prune in DIR")
     from smoea.pipeline import add_prune_flags
@@ -114,8 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="SMOEA against filter criteria and whole-model search")
     _common(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument(
+        "--checkpoint", required=True, help="the baseline model file every method prunes"
+    )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a model file that holds pickled code (runs code from it)",
+    )
     p.add_argument(
         "--methods",
         default="smoea,l1,l2,fpgm,taylor,bn-scale,random,whole-nsga2",
@@ -124,16 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
         "lamp, sensitivity, ratio-search, whole-nsga2 (default: smoea, the six criteria and "
         "whole-nsga2)",
     )
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1")
-    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1,2 (default 0,1)")
+    p.add_argument("--out", required=True, help="directory for compare.json/.md/.png and runs/")
     p.add_argument("--force", action="store_true", help="start over in a used --out")
     p.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
     add_prune_flags(p)
 
     p = sub.add_parser("evaluate", help="test accuracy, parameters and MACs of a model file")
     _common(p)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument("--checkpoint", required=True, help="the model file")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a model file that holds pickled code (runs code from it)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
         "--latency",
@@ -143,8 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a model file to ONNX or TorchScript")
     p.add_argument("--config", help="TOML or YAML file whose keys are these flags")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--trust-checkpoint", action="store_true")
+    p.add_argument("--checkpoint", required=True, help="the model file")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a model file that holds pickled code (runs code from it)",
+    )
     p.add_argument("--format", required=True, help="onnx | torchscript")
     p.add_argument("--out", required=True, help="the file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")

@@ -493,7 +493,7 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         "--search-size",
         type=int,
         default=d.search_size,
-        help="images in the search set, drawn from the validation split",
+        help=f"images in the search set, drawn from the validation split (default {d.search_size})",
     )
     p.add_argument(
         "--calibration-images",
@@ -503,9 +503,23 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         "before it is scored (adaptive BatchNorm); 0 turns it off "
         f"(default {d.calibration_images})",
     )
-    p.add_argument("--objective", default=d.objective, help="error | loss")
-    p.add_argument("--select", default=d.select, help="target | tolerance | knee")
-    p.add_argument("--tolerance", type=float, default=d.tolerance)
+    p.add_argument(
+        "--objective",
+        default=d.objective,
+        help=f"f1 on the search set: error | loss (cross-entropy) (default {d.objective})",
+    )
+    p.add_argument(
+        "--select",
+        default=d.select,
+        help="the point chosen on each front: target (lowest error within the budget) | "
+        f"tolerance | knee (default {d.select})",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=d.tolerance,
+        help=f"error above the best that --select tolerance accepts (default {d.tolerance})",
+    )
     p.add_argument(
         "--budget",
         default=d.budget,
@@ -516,19 +530,42 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         "--min-keep",
         type=float,
         default=d.min_keep,
-        help="smallest fraction of filters any layer keeps",
+        help=f"smallest fraction of filters any layer keeps (default {d.min_keep})",
     )
     p.add_argument(
         "--round-to",
         type=int,
         default=d.round_to,
-        help="keep a multiple of this many filters per layer (or all), e.g. 8 for CPU kernels",
+        help="keep a multiple of this many filters per layer (or all), e.g. 8 for CPU kernels "
+        f"(default {d.round_to})",
     )
-    p.add_argument("--finetune-epochs", type=int, default=d.finetune.epochs)
-    p.add_argument("--finetune-lr", type=float, default=d.finetune.lr)
-    p.add_argument("--final-epochs", type=int, default=d.final.epochs)
-    p.add_argument("--final-lr", type=float, default=d.final.lr)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=d.finetune.epochs,
+        help=f"fine-tuning epochs after each group but the last (default {d.finetune.epochs})",
+    )
+    p.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=d.finetune.lr,
+        help=f"peak learning rate of those (cosine schedule) (default {d.finetune.lr})",
+    )
+    p.add_argument(
+        "--final-epochs",
+        type=int,
+        default=d.final.epochs,
+        help=f"fine-tuning epochs after the last group (default {d.final.epochs})",
+    )
+    p.add_argument(
+        "--final-lr",
+        type=float,
+        default=d.final.lr,
+        help=f"peak learning rate of the final fine-tune (default {d.final.lr})",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=128, help="fine-tuning batch size (default 128)"
+    )
     p.add_argument(
         "--distill",
         action="store_true",
