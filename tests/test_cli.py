@@ -92,7 +92,6 @@ def test_train_prune_evaluate_end_to_end(tmp_path, image_archive, baseline):
 
 
 def test_search_never_reads_the_test_split(tmp_path, image_archive, baseline, monkeypatch):
-    import smoea.cli as cli
     from smoea import data, pipeline
 
     state = {"pruning": False, "test_reads_during_prune": 0}
@@ -120,7 +119,7 @@ def test_search_never_reads_the_test_split(tmp_path, image_archive, baseline, mo
 
     monkeypatch.setattr(data, "load_splits", load)
     monkeypatch.setattr(pipeline, "prune", guarded_prune)
-    code = cli.main(
+    code = main(
         [
             "prune",
             "--checkpoint",
@@ -286,3 +285,56 @@ def test_every_flag_of_every_command_says_what_it_does_and_its_default():
             assert action.help and len(action.help) > 5, (command, action.option_strings)
             if action.default not in (None, False, argparse.SUPPRESS):
                 assert "default" in action.help, (command, action.option_strings)
+
+
+ONE_COMMAND = ["--target-params", "0.5", "--pop-size", "6", "--generations", "1"]
+ONE_COMMAND += ["--search-size", "30", "--finetune-epochs", "0", "--final-epochs", "1"]
+ONE_COMMAND += ["--batch-size", "32", "--val-size", "40", "--device", "cpu"]
+
+
+def test_one_command_trains_the_baseline_then_prunes(tmp_path, image_archive):
+    out = tmp_path / "one"
+    args = ["prune", "--model", "vgg14", "--width", "0.125", "--train-epochs", "1"]
+    args += ["--data", str(image_archive), "--out", str(out), *ONE_COMMAND]
+    assert main(args) == 0
+    assert (out / "baseline" / "model.pt").exists() and (out / "model.pt").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["params_ratio"] <= 0.5
+    again = ["prune", "--model", "vgg14", "--width", "0.125", "--train-epochs", "1"]
+    again += ["--data", str(image_archive), "--out", str(tmp_path / "two"), *ONE_COMMAND]
+    # a baseline already in OUT/baseline is reused, not trained again
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "baseline").symlink_to(out / "baseline", target_is_directory=True)
+    assert main(again) == 0
+
+
+def test_your_own_weights_are_checked_and_used(tmp_path, image_archive, baseline):
+    record = torch.load(baseline / "model.pt", weights_only=True)
+    weights = tmp_path / "mine.pth"
+    torch.save(record["state_dict"], weights)
+    out = tmp_path / "w"
+    args = ["prune", "--model", "vgg14", "--width", "0.125", "--weights", str(weights)]
+    assert main([*args, "--data", str(image_archive), "--out", str(out), *ONE_COMMAND]) == 0
+    made = torch.load(out / "baseline" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(made[k], record["state_dict"][k]) for k in made)
+
+    wider = ["prune", "--model", "vgg14", "--width", "0.25", "--weights", str(weights)]
+    code = main(
+        [*wider, "--data", str(image_archive), "--out", str(tmp_path / "x"), *ONE_COMMAND]
+    )
+    assert code == 2
+
+
+def test_pretrained_weights_offline_get_one_line(tmp_path, image_archive, capsys, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    args = ["prune", "--model", "torchvision:resnet18", "--weights", "DEFAULT"]
+    code = main(
+        [*args, "--data", str(image_archive), "--out", str(tmp_path / "r"), *ONE_COMMAND]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "offline" in err and "Traceback" not in err

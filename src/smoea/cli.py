@@ -120,7 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="prune a trained model with SMOEA")
     _common(p)
-    p.add_argument("--checkpoint", help="the trained model file to prune")
+    p.add_argument(
+        "--checkpoint",
+        help="the trained model file to prune; without it, --model builds one (from --weights, "
+        "or trained here first)",
+    )
+    p.add_argument(
+        "--model",
+        help="without --checkpoint: the architecture (as for smoea train, e.g. vgg14 or "
+        "torchvision:resnet18); its baseline is saved in OUT/baseline/",
+    )
+    p.add_argument(
+        "--width",
+        type=float,
+        default=1.0,
+        help="with --model: channel width multiplier (default 1.0)",
+    )
+    p.add_argument(
+        "--weights",
+        help="with --model: a state dict file of your own trained weights (keys and shapes "
+        "checked), or DEFAULT for torchvision's pretrained weights (needs its download host; "
+        "a new head is trained when the classes differ); without it the baseline is trained",
+    )
+    p.add_argument(
+        "--train-epochs",
+        type=int,
+        default=30,
+        help="with --model: epochs of the baseline's training, one-cycle SGD (default 30)",
+    )
+    p.add_argument(
+        "--train-lr",
+        type=float,
+        default=0.1,
+        help="with --model: peak learning rate of the baseline's training (default 0.1)",
+    )
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
@@ -339,6 +372,11 @@ def cmd_train(args) -> None:
         model = model_from_record(start_from, args.from_checkpoint)
     else:
         model = build_model(arch)
+        if getattr(args, "pretrained", False):
+            from smoea.models import load_pretrained
+
+            new = load_pretrained(model, args.model)
+            print(f"pretrained weights loaded; {new} tensors (the head) start new", file=sys.stderr)
     cfg = TrainConfig(
         args.epochs,
         args.batch_size,
@@ -542,16 +580,109 @@ def _prune_resume_state(args) -> tuple[argparse.Namespace, dict | None]:
         state = load_record(path, args.trust_checkpoint)
         saved = dict(state["args"], device=args.device, resume=args.resume)
         return argparse.Namespace(**saved), state
-    if not args.checkpoint or not args.out:
-        raise SmoeaError("smoea prune needs --checkpoint and --out (or --resume DIR)")
+    if not args.out:
+        raise SmoeaError("smoea prune needs --out (or --resume DIR)")
+    if not args.checkpoint and not args.model:
+        raise SmoeaError("smoea prune needs --checkpoint, or --model to build the baseline")
+    if args.checkpoint and (args.model or args.weights):
+        raise SmoeaError("give --checkpoint, or --model (with --weights), not both")
     out = Path(args.out)
     _guard_out(out, args.force)
+    if not args.checkpoint:
+        args.checkpoint = str(_baseline_of(args, out / "baseline"))
     if (out / PRUNE_STATE).exists() and not args.force:
         raise SmoeaError(
             f"{out} holds an unfinished prune; continue it with "
             f"smoea prune --resume {out}, or pass --force to start over"
         )
     return args, None
+
+
+def _baseline_of(args, out: Path) -> Path:
+    """smoea prune --model without --checkpoint: the baseline's file in `out`, made once (a
+    finished one is reused, an interrupted training resumes): from --weights, else trained."""
+    if (out / "model.pt").exists():
+        print(f"using the baseline in {out}", file=sys.stderr)
+        return out / "model.pt"
+    if args.weights and args.weights != "DEFAULT":
+        return _baseline_from_weights(args, out)
+    train_args = argparse.Namespace(
+        **{k: getattr(args, k) for k in ("config", "device", "seed", "dataset", "data")},
+        **{k: getattr(args, k) for k in ("download", "cache_dir", "val_size", "split_seed")},
+        model=args.model,
+        width=args.width,
+        from_checkpoint=None,
+        trust_checkpoint=False,
+        teacher=None,
+        distill_temperature=4.0,
+        distill_weight=0.9,
+        epochs=args.train_epochs,
+        lr=args.train_lr,
+        batch_size=args.batch_size,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        out=str(out),
+        force=False,
+        resume=(out / TRAIN_STATE).exists(),
+        pretrained=args.weights == "DEFAULT",
+    )
+    print(f"training the baseline first ({args.train_epochs} epochs) in {out}", file=sys.stderr)
+    cmd_train(train_args)
+    return out / "model.pt"
+
+
+def _baseline_from_weights(args, out: Path) -> Path:
+    """The user's own trained weights (a state dict) in smoea's model file format."""
+    from smoea.checkpoint import save_model
+    from smoea.models import build_model, make_arch
+
+    splits = _splits(args, None)
+    c, h, _ = splits.image_shape
+    arch = make_arch(args.model, args.width, splits.num_classes, c, h)
+    model = build_model(arch)
+    load_weights(model, args.weights)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {
+        "normalize": {"mean": splits.mean, "std": splits.std},
+        "classes": splits.classes,
+        "image_shape": list(splits.image_shape),
+        "split": splits.split,
+    }
+    save_model(out / "model.pt", model, arch, extra)
+    return out / "model.pt"
+
+
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load a state dict file (or a dict holding one under `state_dict` or `model`) into
+    `model`, naming the first mismatching keys or shapes in one line."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise SmoeaError(f"--weights {path} does not exist") from None
+    except Exception as exc:
+        raise SmoeaError(f"--weights {path} is not a state dict file: {exc}") from None
+    if isinstance(state, dict):
+        state = state.get("state_dict", state.get("model", state))
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SmoeaError(f"--weights {path} holds no state dict of tensors")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = (
+        ([f"missing {', '.join(missing[:3])}"] if missing else [])
+        + ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
+        + ([f"shape {'; '.join(shapes[:2])}"] if shapes else [])
+    )
+    if problems:
+        raise SmoeaError(
+            f"--weights {path} does not fit {type(model).__name__}: " + "; ".join(problems)
+        )
+    model.load_state_dict(state)
 
 
 def _argv_is_cli() -> bool:

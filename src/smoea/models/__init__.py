@@ -73,6 +73,27 @@ def build_model(arch: dict) -> nn.Module:
     return model
 
 
+def load_pretrained(model: nn.Module, name: str) -> int:
+    """torchvision's DEFAULT weights for `name` into `model`, but for layers whose shape differs
+    (a head for other classes stays new). Returns how many tensors were left new."""
+    if not name.startswith("torchvision:"):
+        raise SmoeaError(f"--weights DEFAULT is for torchvision:NAME models, not {name}")
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name.split(":", 1)[1]).DEFAULT
+        state = weights.get_state_dict(progress=False)
+    except Exception as exc:  # offline, no such weights, a broken download
+        raise SmoeaError(
+            f"--weights DEFAULT: cannot fetch torchvision's weights for {name} "
+            f"({type(exc).__name__}); is this machine offline? Pass --weights FILE instead"
+        ) from None
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return len(own) - len(fitting)
+
+
 def conv_filters(model: nn.Module) -> list[int]:
     """Output channels of every Conv2d, in module order."""
     return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
