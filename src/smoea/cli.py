@@ -42,6 +42,26 @@ def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
             "file that records its split uses that one)",
         )
         p.add_argument(
+            "--image-size",
+            type=int,
+            default=None,
+            help="photos of any size: train on random-resized crops of S x S, evaluate on the "
+            "centre crop after resizing to S/0.875 (default: the images' own size, which must "
+            "then agree)",
+        )
+        p.add_argument(
+            "--memory-budget",
+            default="4GB",
+            help="with --image-size: a data set whose decoded size exceeds this (e.g. 512MB) is "
+            "streamed from disk instead of held in memory (default 4GB)",
+        )
+        p.add_argument(
+            "--workers",
+            type=int,
+            default=2,
+            help="DataLoader processes that decode a streamed data set (default 2)",
+        )
+        p.add_argument(
             "--split-seed",
             type=int,
             default=None,
@@ -295,9 +315,26 @@ def _splits(args, record: dict | None = None):
     _need_data(args)
     size, seed = split_of(args, record)
     splits = load_splits(
-        args.dataset, args.data or "data", size, seed, args.download, args.cache_dir
+        args.dataset,
+        args.data or "data",
+        size,
+        seed,
+        args.download,
+        args.cache_dir,
+        args.image_size,
+        args.memory_budget,
+        args.workers,
     )
     splits.split = {"val_size": size, "seed": seed}
+    n = len(splits.train) + len(splits.val) + len(splits.test)
+    where = (
+        f"streamed from disk by {args.workers} workers (over --memory-budget {args.memory_budget})"
+        if splits.storage == "stream"
+        else "in memory"
+    )
+    print(
+        f"data: {n:,} images of {'x'.join(map(str, splits.image_shape))}, {where}", file=sys.stderr
+    )
     return splits
 
 
@@ -609,6 +646,7 @@ def _baseline_of(args, out: Path) -> Path:
     train_args = argparse.Namespace(
         **{k: getattr(args, k) for k in ("config", "device", "seed", "dataset", "data")},
         **{k: getattr(args, k) for k in ("download", "cache_dir", "val_size", "split_seed")},
+        **{k: getattr(args, k) for k in ("image_size", "memory_budget", "workers")},
         model=args.model,
         width=args.width,
         from_checkpoint=None,

@@ -15,6 +15,16 @@ import numpy as np
 import torch
 
 from smoea.errors import SmoeaError
+from smoea.images import (
+    DEFAULT_MEMORY_BUDGET,
+    FileImages,
+    StreamData,
+    centre,
+    fit_image,
+    parse_size,
+    random_resized_crop,
+    storage_size,
+)
 
 DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
@@ -22,16 +32,35 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 
 @dataclass
 class TensorData:
-    """Images as uint8 (N, C, H, W) and labels as int64 (N,)."""
+    """Images as uint8 (N, C, H, W) and labels as int64 (N,).
+
+    With `full` (photos of any size, see smoea.images), `x` is the centre crop of the larger
+    stored squares in `full` (a view), and training crops at random from `full`.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+    full: torch.Tensor | None = None
+
+    @classmethod
+    def cropped(cls, full: torch.Tensor, y: torch.Tensor, size: int) -> TensorData:
+        return cls(centre(full, size), y, full)
 
     def __len__(self) -> int:
         return len(self.y)
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images as the model sees them."""
+        return tuple(self.x.shape[1:])
+
     def subset(self, index: torch.Tensor) -> TensorData:
-        return TensorData(self.x[index], self.y[index])
+        if self.full is None:
+            return TensorData(self.x[index], self.y[index])
+        return TensorData.cropped(self.full[index], self.y[index], self.x.shape[-1])
+
+    def load(self) -> TensorData:
+        return self
 
 
 @dataclass
@@ -45,6 +74,7 @@ class Splits:
     mean: list[float]
     std: list[float]
     split: dict | None = None  # {"val_size", "seed"} that carved `val` (recorded in model files)
+    storage: str = "memory"  # or "stream": decoded from disk per batch (DataLoader workers)
 
     @property
     def num_classes(self) -> int:
@@ -52,7 +82,7 @@ class Splits:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])
+        return self.train.shape
 
 
 def default_cache_dir() -> Path:
@@ -66,19 +96,91 @@ def load_splits(
     seed: int = 0,
     download: bool = False,
     cache_dir: str | Path | None = None,
+    image_size: int | None = None,
+    memory_budget: str = DEFAULT_MEMORY_BUDGET,
+    workers: int = 0,
 ) -> Splits:
-    """Load a data set (decoded once, then from the cache) and carve the validation split."""
+    """Load a data set (decoded once, then from the cache) and carve the validation split.
+
+    With `image_size`, an image folder of photos of any size is stored at image_size / 0.875
+    and cropped to image_size (smoea.images); if its decoded size exceeds `memory_budget` it
+    is streamed from disk with `workers` DataLoader processes instead of held in memory.
+    """
     if name not in DATASETS:
         raise SmoeaError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    raw = _cached(name, Path(path), download, Path(cache_dir or default_cache_dir()))
-    train = TensorData(raw["train_x"], raw["train_y"])
+    if image_size is not None and image_size < 8:
+        raise SmoeaError(f"--image-size must be at least 8, got {image_size}")
+    budget = parse_size(memory_budget)
+    if workers < 0:
+        raise SmoeaError(f"--workers must be >= 0, got {workers}")
+    path, cache = Path(path), Path(cache_dir or default_cache_dir())
+    stream = image_size is not None and _too_large(path, image_size, budget)
+    if stream:
+        train, test, classes = _streamed(path, image_size, workers, cache)
+    else:
+        raw = _cached(name, path, download, cache, image_size)
+        train, test = (_stored(raw, part, image_size) for part in ("train", "test"))
+        classes = list(raw["classes"])
     if not 0 <= val_size < len(train):
         raise SmoeaError(f"--val-size {val_size} must be below the {len(train)} training images")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     val, rest = train.subset(order[:val_size]), train.subset(order[val_size:])
-    mean, std = channel_stats(rest.x)
-    test = TensorData(raw["test_x"], raw["test_y"])
-    return Splits(rest, val, test, list(raw["classes"]), mean, std)
+    sample = rest if not stream else draw_subset(rest, 2000, seed)  # statistics of a sample
+    mean, std = channel_stats(sample.x)
+    return Splits(rest, val, test, classes, mean, std, storage="stream" if stream else "memory")
+
+
+def _too_large(path: Path, image_size: int, budget: int) -> bool:
+    """Whether the image folder, stored at image_size / 0.875 in RGB, exceeds `budget` bytes."""
+    if not _is_image_tree(path):
+        return False
+    if path.is_dir():
+        count = sum(1 for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        with tarfile.open(path) as tar:
+            count = sum(1 for m in tar if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES))
+    return count * 3 * storage_size(image_size) ** 2 > budget
+
+
+def _streamed(path: Path, image_size: int, workers: int, cache_dir: Path):
+    """Train and test splits streamed from disk (an archive is unpacked once, into the cache)."""
+    root = path if path.is_dir() else _unpacked(path, cache_dir)
+    by_split = _image_files(root, _dir_members(root))
+    classes = sorted({c for c, _, _ in by_split["train"]})
+    index = {c: i for i, c in enumerate(classes)}
+    mode = _mode(by_split["train"])
+    store = storage_size(image_size)
+    parts = []
+    for items in (by_split["train"], by_split["test"]):
+        images = FileImages([root / rel for _, rel, _ in items], store, mode)
+        y = torch.tensor([index[c] for c, _, _ in items], dtype=torch.int64)
+        parts.append(StreamData(images, torch.arange(len(y)), y, image_size, workers))
+    return parts[0], parts[1], classes
+
+
+def _unpacked(path: Path, cache_dir: Path) -> Path:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    root = cache_dir / f"unpacked-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
+    if not (root / ".complete").exists():
+        tmp = root.with_suffix(".tmp")
+        try:
+            with tarfile.open(path) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            raise SmoeaError(f"cannot read archive {path}: {exc}") from None
+        if root.exists():
+            import shutil
+
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+        (root / ".complete").touch()
+    return root
+
+
+def _stored(raw: dict, part: str, image_size: int | None) -> TensorData:
+    x, y = raw[f"{part}_x"], raw[f"{part}_y"]
+    return TensorData(x, y) if image_size is None else TensorData.cropped(x, y, image_size)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -87,19 +189,23 @@ def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
     return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
 
 
-def _cached(name: str, path: Path, download: bool, cache_dir: Path) -> dict:
+def _cached(
+    name: str, path: Path, download: bool, cache_dir: Path, image_size: int | None = None
+) -> dict:
     """Decoded arrays from the cache, decoding the source the first time only."""
     if not path.exists() and not download:
         raise SmoeaError(f"--data {path} does not exist (give a directory or a .tar.gz archive)")
     stat = path.stat() if path.exists() else None
     key = f"{name}|{path.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+    if image_size is not None:
+        key += f"|{storage_size(image_size)}"
     file = cache_dir / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
     if file.exists():
         try:
             return torch.load(file, weights_only=True)
         except Exception:
             file.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
-    raw = _decode(name, path, download)
+    raw = _decode(name, path, download, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp")
     torch.save(raw, tmp)
@@ -107,11 +213,13 @@ def _cached(name: str, path: Path, download: bool, cache_dir: Path) -> dict:
     return raw
 
 
-def _decode(name: str, path: Path, download: bool) -> dict:
+def _decode(name: str, path: Path, download: bool, image_size: int | None = None) -> dict:
     if _is_image_tree(path):
-        return decode_image_tree(path)
+        return decode_image_tree(path, image_size)
     if name == "imagefolder":
         raise SmoeaError(f"--data {path} holds no train/<class>/ and test/<class>/ image folders")
+    if image_size is not None:
+        raise SmoeaError("--image-size is for image folders; this data set has one size")
     return _decode_torchvision(name, path, download)
 
 
@@ -151,32 +259,86 @@ def _decode_torchvision(name: str, path: Path, download: bool) -> dict:
     return out
 
 
-def decode_image_tree(path: Path) -> dict:
-    """Decode train/<class>/* and test/<class>/* from a directory or a tar archive, once."""
-    from PIL import Image
+def decode_image_tree(path: Path, image_size: int | None = None) -> dict:
+    """Decode train/<class>/* and test/<class>/* from a directory or a tar archive, once.
 
-    files = _tar_members(path) if path.is_file() else _dir_members(path)
-    by_split: dict[str, list[tuple[str, bytes]]] = {"train": [], "test": []}
-    for rel, data in files:
-        parts = rel.split("/")
-        if len(parts) >= 3 and parts[-3] in by_split and rel.lower().endswith(IMAGE_SUFFIXES):
-            by_split[parts[-3]].append((parts[-2], data()))
-    if not by_split["train"] or not by_split["test"]:
-        raise SmoeaError(f"--data {path} lacks images under train/<class>/ and test/<class>/")
-    classes = sorted({c for c, _ in by_split["train"]})
+    Images must agree in size unless `image_size` is given: then each is stored as a square
+    of image_size / 0.875 (smoea.images) and all get the channels of the majority mode.
+    """
+    by_split = _image_files(path, _tar_members(path) if path.is_file() else _dir_members(path))
+    classes = sorted({c for c, _, _ in by_split["train"]})
     index = {c: i for i, c in enumerate(classes)}
     out: dict = {"classes": classes}
+    mode = _mode(by_split["train"]) if image_size is not None else None
     for split, items in by_split.items():
-        images = [np.asarray(Image.open(io.BytesIO(b))) for _, b in items]
-        if len({im.shape for im in images}) != 1:
-            raise SmoeaError(f"images in {path} differ in size or channels; resize them first")
+        if image_size is None:
+            images = [_plain_image(data(), rel) for _, rel, data in items]
+            if len({im.shape for im in images}) != 1:
+                raise SmoeaError(
+                    f"images in {path} differ in size or channels; give --image-size S to "
+                    "resize and crop them to S x S"
+                )
+        else:
+            store = storage_size(image_size)
+            images = [fit_image(data(), store, mode, rel) for _, rel, data in items]
         x = torch.as_tensor(np.stack(images))
         out[f"{split}_x"] = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
-        unknown = {c for c, _ in items} - set(classes)
-        if unknown:
-            raise SmoeaError(f"test classes {sorted(unknown)} are missing from train in {path}")
-        out[f"{split}_y"] = torch.tensor([index[c] for c, _ in items], dtype=torch.int64)
+        out[f"{split}_y"] = torch.tensor([index[c] for c, _, _ in items], dtype=torch.int64)
     return out
+
+
+def _image_files(path: Path, files) -> dict[str, list]:
+    """(class, relative path, bytes reader) per image of each split; refuses what cannot be
+    a data set (no images, a class folder without images, test classes unknown to train)."""
+    by_split: dict[str, list] = {"train": [], "test": []}
+    folders: dict[str, set[str]] = {"train": set(), "test": set()}
+    for rel, data in files:
+        parts = rel.rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] in folders and data is None:  # a class directory
+            folders[parts[-2]].add(parts[-1])
+        elif len(parts) >= 3 and parts[-3] in by_split and data is not None:
+            folders[parts[-3]].add(parts[-2])
+            if rel.lower().endswith(IMAGE_SUFFIXES):
+                by_split[parts[-3]].append((parts[-2], rel, data))
+            elif not parts[-1].startswith(".") and parts[-1] != "Thumbs.db":
+                raise SmoeaError(
+                    f"{rel} in {path} is not an image file ({', '.join(IMAGE_SUFFIXES)})"
+                )
+    if not by_split["train"] or not by_split["test"]:
+        raise SmoeaError(f"--data {path} lacks images under train/<class>/ and test/<class>/")
+    for split, items in by_split.items():
+        empty = sorted(folders[split] - {c for c, _, _ in items})
+        if empty:
+            raise SmoeaError(f"class folder {split}/{empty[0]} in {path} holds no images")
+    unknown = {c for c, _, _ in by_split["test"]} - {c for c, _, _ in by_split["train"]}
+    if unknown:
+        raise SmoeaError(f"test classes {sorted(unknown)} are missing from train in {path}")
+    return by_split
+
+
+def _plain_image(data: bytes, name: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SmoeaError(f"cannot decode image {name}: {first}") from None
+
+
+def _mode(items: list, sample: int = 100) -> str:
+    """RGB unless every one of the first images is single-channel (then L)."""
+    from PIL import Image
+
+    modes = set()
+    for _, _rel, data in items[:sample]:
+        try:
+            with Image.open(io.BytesIO(data())) as im:
+                modes.add(im.mode)
+        except (OSError, ValueError, SyntaxError):
+            continue  # reported with its name when it is decoded
+    return "L" if modes and modes <= {"L", "1", "I", "I;16", "F"} else "RGB"
 
 
 def _tar_members(path: Path) -> Iterator[tuple[str, object]]:
@@ -186,6 +348,8 @@ def _tar_members(path: Path) -> Iterator[tuple[str, object]]:
                 if member.isfile():
                     data = tar.extractfile(member).read()
                     yield member.name, (lambda d=data: d)
+                elif member.isdir():
+                    yield member.name, None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SmoeaError(
@@ -197,13 +361,15 @@ def _dir_members(path: Path) -> Iterator[tuple[str, object]]:
     for file in sorted(path.rglob("*")):
         if file.is_file():
             yield file.relative_to(path).as_posix(), file.read_bytes
+        elif file.is_dir():
+            yield file.relative_to(path).as_posix(), None
 
 
 def draw_subset(data: TensorData, size: int, seed: int) -> TensorData:
     """A fixed random subset (for the search set), the same for the same seed."""
     if size >= len(data):
-        return data
-    return data.subset(_search_order(data, seed)[:size])
+        return data.load()
+    return data.subset(_search_order(data, seed)[:size]).load()
 
 
 def outside_subset(data: TensorData, size: int, seed: int) -> TensorData:
@@ -221,7 +387,7 @@ def calibration_set(train: TensorData, size: int, seed: int) -> TensorData:
     """Training images for adaptive BatchNorm (never the search set or the test split)."""
     size = min(size, len(train))
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 104729))
-    return train.subset(order[:size])
+    return train.subset(order[:size]).load()
 
 
 def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
@@ -248,19 +414,34 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 
 
 def batches(
-    data: TensorData,
+    data: TensorData | StreamData,
     batch_size: int,
     mean: list[float],
     std: list[float],
     device: torch.device,
     generator: torch.Generator | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalised batches; with a generator they are shuffled and augmented (training)."""
+    """Normalised batches; with a generator they are shuffled and augmented (training): a
+    padded random crop and flip for small images of one size, random-resized crops and flips
+    for photos stored larger (smoea.images)."""
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        x = data.x[idx]
+    size = data.shape[-1]
+    for idx, x in _uint8_batches(data, order, batch_size, training=generator is not None):
         if generator is not None:
-            x = augment(x, generator)
+            stored = x.shape[-1] != size
+            x = random_resized_crop(x, size, generator) if stored else augment(x, generator)
+        elif x.shape[-1] != size:
+            x = centre(x, size)
         yield normalize(x.to(device, non_blocking=True), mean, std), data.y[idx].to(device)
+
+
+def _uint8_batches(data, order: torch.Tensor, batch_size: int, training: bool):
+    """(positions, uint8 images) per batch: the stored squares when training crops from them."""
+    if isinstance(data, StreamData):
+        yield from data.full_batches(order, batch_size)
+        return
+    source = data.full if training and data.full is not None else data.x
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield idx, source[idx]

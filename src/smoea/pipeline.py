@@ -154,7 +154,10 @@ def prune(
     config.validate()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if mean is None or std is None:
-        mean, std = channel_stats(train_data.x)
+        sample = (
+            train_data if isinstance(train_data, TensorData) else draw_subset(train_data, 5000, 0)
+        )
+        mean, std = channel_stats(sample.x)
     splits = Splits(train_data, val_data, None, [], mean, std)
     # channels_last from the start: the same layout (and float order) whether a run is fresh or
     # resumed from a saved state, and the faster one for convolutions
@@ -172,7 +175,7 @@ def prune(
 
 def _check_teacher(teacher: nn.Module, model: nn.Module, data: TensorData, device) -> None:
     """The teacher must give as many class scores as the model."""
-    example = torch.zeros(2, *data.x.shape[1:], device=device)
+    example = torch.zeros(2, *data.shape, device=device)
     teacher.to(device).eval()
     with torch.inference_mode():
         got, want = teacher(example).shape[-1], model(example).shape[-1]
@@ -187,7 +190,7 @@ class _Run:
         self.model, self.splits, self.cfg = model, splits, config
         self.distill = distill
         self.device, self.log = device, log
-        self.example = torch.zeros(1, *splits.train.x.shape[1:], device=device)
+        self.example = torch.zeros(1, *splits.train.shape, device=device)
         self.report = resume or self._plan(Structure(model, self.example))
         self.original = self.report["original"]
         self.groups = self.report["group_layers"]
