@@ -319,9 +319,7 @@ def test_your_own_weights_are_checked_and_used(tmp_path, image_archive, baseline
     assert all(torch.equal(made[k], record["state_dict"][k]) for k in made)
 
     wider = ["prune", "--model", "vgg14", "--width", "0.25", "--weights", str(weights)]
-    code = main(
-        [*wider, "--data", str(image_archive), "--out", str(tmp_path / "x"), *ONE_COMMAND]
-    )
+    code = main([*wider, "--data", str(image_archive), "--out", str(tmp_path / "x"), *ONE_COMMAND])
     assert code == 2
 
 
@@ -333,8 +331,6 @@ def test_pretrained_weights_offline_get_one_line(tmp_path, image_archive, capsys
 
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     args = ["prune", "--model", "torchvision:resnet18", "--weights", "DEFAULT"]
-    code = main(
-        [*args, "--data", str(image_archive), "--out", str(tmp_path / "r"), *ONE_COMMAND]
-    )
+    code = main([*args, "--data", str(image_archive), "--out", str(tmp_path / "r"), *ONE_COMMAND])
     err = capsys.readouterr().err
     assert code == 2 and "offline" in err and "Traceback" not in err

@@ -391,7 +391,10 @@ def calibration_set(train: TensorData, size: int, seed: int) -> TensorData:
 
 
 def normalize(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """uint8 batch to a normalised float batch in channels_last layout."""
+    """uint8 batch to a normalised float batch in channels_last layout. A float batch is taken
+    as already normalised (images from the user's own data loader)."""
+    if x.is_floating_point():
+        return x.contiguous(memory_format=torch.channels_last)
     m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     out = (x.float() / 255 - m) / s

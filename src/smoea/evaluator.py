@@ -164,6 +164,36 @@ def prefix_features(prefix, data: TensorData, mean, std, device, batch_size: int
     return torch.cat(feats).contiguous(memory_format=torch.channels_last)
 
 
+class ScoredEvaluator(SubnetEvaluator):
+    """f1 from the user's `score(model, batches) -> float` (lower is better, or negated with
+    `higher_is_better`): the whole model runs with the candidate's channels zeroed, so any
+    metric works (mAP, a task loss), without the sub-network's speed-up. With calibration
+    batches, the BatchNorm statistics are re-estimated per candidate and restored after."""
+
+    def __init__(self, structure, genome, batches, score, higher_is_better=False, calibration=None):
+        self.structure, self.genome, self.suffix = structure, genome, structure.model
+        self.batches, self.score = batches, score
+        self.sign = -1.0 if higher_is_better else 1.0
+        self.calibration = calibration or None
+        self.runner, self.cache, self.evaluations = None, {}, 0
+
+    @property
+    def mode(self) -> str:
+        return "scored"
+
+    def score_masks(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
+        model, out = self.structure.model, []
+        with torch.inference_mode(), self.structure.masking(), kept_norm_stats(model):
+            for m in masks:
+                self.structure.set_masks(m)
+                if self.calibration is not None:
+                    recalibrate(model, self.calibration)
+                model.eval()
+                out.append(self.sign * float(self.score(model, self.batches)))
+        self.evaluations += len(masks)
+        return np.array(out)
+
+
 # ---- adaptive BatchNorm on the module itself (masked path) -----------------------------------
 
 

@@ -14,8 +14,18 @@ import torch
 import torch.nn as nn
 
 from smoea import interrupt
-from smoea.data import Splits, TensorData, calibration_set, channel_stats, draw_subset
+from smoea.data import (
+    Splits,
+    StreamData,
+    TensorData,
+    calibration_set,
+    channel_stats,
+    draw_subset,
+    normalize,
+)
 from smoea.errors import SmoeaError
+from smoea.evaluator import ScoredEvaluator
+from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
 from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
@@ -128,8 +138,8 @@ class PruneConfig:
 
 def prune(
     model: nn.Module,
-    train_data: TensorData,
-    val_data: TensorData,
+    train_data,
+    val_data,
     config: PruneConfig | None = None,
     device: torch.device | str | None = None,
     mean: list[float] | None = None,
@@ -138,14 +148,24 @@ def prune(
     on_group_done: Callable[[nn.Module, dict], None] | None = None,
     resume_report: dict | None = None,
     teacher: nn.Module | None = None,
+    *,
+    search=None,
+    score: Callable | None = None,
+    higher_is_better: bool = False,
+    finetune: Callable[[nn.Module, int], None] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Prune `model` in place with SMOEA; returns it and the report.
 
+    Works for any CNN that Torch-Pruning can trace. Data are either uint8 images (TensorData,
+    N x C x H x W; the search set is drawn from `val_data`), or your own data loaders: any
+    iterables of `(images, labels)` batches, already transformed and normalised, for training,
+    validation and (optionally) `search`. `score(model, batches) -> float` replaces the error
+    as f1 (lower is better unless `higher_is_better`); the candidate then runs as the whole
+    model with its channels zeroed. `finetune(model, step)` replaces the built-in fine-tuning.
+    No test data enters: report test figures afterwards.
+
     With `config.distill`, `teacher` (default: a frozen copy of `model` as given, which a
     resumed run cannot take: pass the unpruned model) teaches every fine-tuning.
-
-    Works for any CNN that Torch-Pruning can trace. Data are uint8 images (N, C, H, W); the
-    search set is drawn from `val_data`. No test data enters: report test figures afterwards.
     `on_group_done(model, report)` runs after every completed group (to save state); passing a
     saved report as `resume_report` (with the model saved beside it) continues after its last
     completed group.
@@ -153,12 +173,8 @@ def prune(
     config = config or PruneConfig()
     config.validate()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if mean is None or std is None:
-        sample = (
-            train_data if isinstance(train_data, TensorData) else draw_subset(train_data, 5000, 0)
-        )
-        mean, std = channel_stats(sample.x)
-    splits = Splits(train_data, val_data, None, [], mean, std)
+    loop = UserLoop(train_data, val_data, search, score, higher_is_better, finetune)
+    own_loop = not isinstance(val_data, (TensorData, StreamData))
     # channels_last from the start: the same layout (and float order) whether a run is fresh or
     # resumed from a saved state, and the faster one for convolutions
     model.to(device).to(memory_format=torch.channels_last).eval()
@@ -167,15 +183,25 @@ def prune(
             raise SmoeaError("resuming a distilled prune needs the unpruned model as teacher")
         teacher = copy.deepcopy(model)
     distill = config.distillation(teacher)
+    if own_loop:
+        run = _LoopRun(model, loop, config, device, log, resume_report, distill)
+    else:
+        if mean is None or std is None:
+            sample = (
+                train_data
+                if isinstance(train_data, TensorData)
+                else draw_subset(train_data, 5000, 0)
+            )
+            mean, std = channel_stats(sample.x)
+        splits = Splits(train_data, val_data, None, [], mean, std)
+        run = _Run(model, splits, config, device, log, resume_report, distill, loop)
     if distill is not None:
-        _check_teacher(distill.teacher, model, train_data, device)
-    run = _Run(model, splits, config, device, log, resume_report, distill)
+        _check_teacher(distill.teacher, model, run.example, device)
     return run.execute(on_group_done)
 
 
-def _check_teacher(teacher: nn.Module, model: nn.Module, data: TensorData, device) -> None:
+def _check_teacher(teacher: nn.Module, model: nn.Module, example: torch.Tensor, device) -> None:
     """The teacher must give as many class scores as the model."""
-    example = torch.zeros(2, *data.shape, device=device)
     teacher.to(device).eval()
     with torch.inference_mode():
         got, want = teacher(example).shape[-1], model(example).shape[-1]
@@ -186,9 +212,9 @@ def _check_teacher(teacher: nn.Module, model: nn.Module, data: TensorData, devic
 class _Run:
     """State of one progressive run; each method is one step of the loop."""
 
-    def __init__(self, model, splits: Splits, config: PruneConfig, device, log, resume, distill):
+    def __init__(self, model, splits: Splits, config, device, log, resume, distill, loop=None):
         self.model, self.splits, self.cfg = model, splits, config
-        self.distill = distill
+        self.distill, self.loop = distill, loop or UserLoop()
         self.device, self.log = device, log
         self.example = torch.zeros(1, *splits.train.shape, device=device)
         self.report = resume or self._plan(Structure(model, self.example))
@@ -325,8 +351,22 @@ class _Run:
         return Genome(layers, units, [self.min_keep[i] for i in layers], self.cfg.round_to)
 
     def _evaluator(self, s: Structure, genome: Genome):
-        """Scores on the sub-network from the genome's group, calibrated on training images."""
+        """Scores on the sub-network from the genome's group, calibrated on training images;
+        with a user's `score`, the whole model scored by it."""
         c = self.cfg
+        if self.loop.score is not None:
+            batches = chunks(self.search_normalised(), c.eval_batch_size, self.device)
+            calib = None
+            if self.calibration is not None and len(self.calibration):
+                calib = [
+                    x
+                    for x, _ in chunks(
+                        self.calibration_normalised(), c.eval_batch_size, self.device
+                    )
+                ]
+            return ScoredEvaluator(
+                s, genome, batches, self.loop.score, self.loop.higher_is_better, calib
+            )
         return make_evaluator(
             s,
             genome,
@@ -337,6 +377,15 @@ class _Run:
             c.eval_batch_size,
             self.calibration,
         )
+
+    def search_normalised(self) -> TensorData:
+        return TensorData(
+            normalize(self.search.x, self.splits.mean, self.splits.std), self.search.y
+        )
+
+    def calibration_normalised(self) -> TensorData:
+        c = self.calibration
+        return TensorData(normalize(c.x, self.splits.mean, self.splits.std), c.y)
 
     def _fraction(self, s: Structure, kept: np.ndarray) -> float:
         """The target's measure of the whole model with `kept` units, as a fraction."""
@@ -435,18 +484,60 @@ class _Run:
         return Curve(list(layers), np.maximum.accumulate(np.array(removed)), error)
 
     def _finetune(self, cfg: TrainConfig, desc: str, step: int) -> dict:
-        """Fine-tune in place; each step draws its own seeded data order."""
+        """Fine-tune in place (each step draws its own seeded data order), or run the user's
+        `finetune(model, step)`."""
         start = time.perf_counter()
-        seed = self.cfg.seed * 1000 + step
-        history = train(
-            self.model, self.splits, cfg, self.device, seed, desc=desc, distill=self.distill
-        )
+        if self.loop.finetune is not None:
+            self.loop.finetune(self.model, step)
+            self.model.eval()
+            ran = {"step": step, "custom": True}
+            return {"epochs": None, "seconds": time.perf_counter() - start, "ran": ran}
+        history = self._train(cfg, desc, step)
         self.model.eval()
         return {
             "epochs": cfg.epochs,
             "seconds": time.perf_counter() - start,
             "val_accuracy": history[-1]["val_accuracy"] if history else None,
             "ran": {"step": step, **what_ran(history)},
+        }
+
+    def _train(self, cfg: TrainConfig, desc: str, step: int) -> list[dict]:
+        seed = self.cfg.seed * 1000 + step
+        return train(
+            self.model, self.splits, cfg, self.device, seed, desc=desc, distill=self.distill
+        )
+
+
+class _LoopRun(_Run):
+    """A run on the user's own data loaders: the search set (and calibration images) are taken
+    from them once; fine-tuning runs over the train loader (or the user's `finetune`)."""
+
+    def __init__(self, model, loop: UserLoop, config, device, log, resume, distill):
+        if loop.val is None and loop.search is None:
+            raise SmoeaError("smoea.prune needs validation (or search) batches")
+        search = take(loop.search if loop.search is not None else loop.val, config.search_size)
+        calib = search.subset(torch.arange(0))
+        if config.calibration_images and loop.train is not None:
+            calib = take(loop.train, config.calibration_images)
+        channels = search.x.shape[1]
+        splits = Splits(calib, search, None, [], [0.0] * channels, [1.0] * channels)
+        super().__init__(model, splits, config, device, log, resume, distill, loop)
+
+    def _train(self, cfg: TrainConfig, desc: str, step: int) -> list[dict]:
+        return train_batches(
+            self.model, self.loop.train, cfg, self.device, self.distill, self.loop.val
+        )
+
+    def _distill_record(self) -> dict:
+        if self.distill is None:
+            return {"on": False}
+        val = self.loop.val if self.loop.val is not None else chunks(self.search, 500, self.device)
+        accuracy = evaluate_batches(self.distill.teacher, val, self.device)["accuracy"]
+        return {
+            "on": True,
+            "temperature": self.distill.temperature,
+            "weight": self.distill.weight,
+            "teacher_val_accuracy": accuracy,
         }
 
 
