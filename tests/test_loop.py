@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import smoea
 from tests.conftest import synthetic_images
