@@ -16,7 +16,12 @@ PICKLED_FORMAT = "smoea-pickled-model/1"
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """Write to a temporary file in the same directory, then rename: a crash leaves the old file."""
+    """Write to a temporary file in the same directory, then rename: a crash leaves the old file.
+    Under torchrun only rank 0 writes."""
+    from smoea import distributed
+
+    if not distributed.is_main():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

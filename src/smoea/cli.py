@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from smoea import distributed
 from smoea.errors import SmoeaError
 
 
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupt.reset()
     _interrupted_hint[0] = ""
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    grouped = distributed.init()
     try:
         args = parse_args(argv)
         handler = {
@@ -300,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if grouped:
+            distributed.close()
 
 
 def _need_data(args) -> None:
@@ -366,7 +370,10 @@ def _guard_out(out: Path, force: bool) -> None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    """Atomic like the model files: a failed write leaves the previous file as it was."""
+    """Atomic like the model files: a failed write leaves the previous file as it was. Under
+    torchrun only rank 0 writes."""
+    if not distributed.is_main():
+        return
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         tmp.write_text(json.dumps(obj, indent=2))
@@ -475,7 +482,8 @@ def cmd_train(args) -> None:
             "versions": versions(),
         },
     )
-    (out / TRAIN_STATE).unlink(missing_ok=True)
+    if distributed.is_main():
+        (out / TRAIN_STATE).unlink(missing_ok=True)
     print(
         f"test accuracy {test['accuracy']:.4f}  params {counts['params']:,}  "
         f"MACs {counts['macs']:,}  -> {out / 'model.pt'}"
@@ -585,6 +593,7 @@ def cmd_prune(args) -> None:
         "wall_seconds": seconds,
         "resumed": state is not None,
         "device": str(device),
+        "processes": distributed.world(),
         "versions": versions(),
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "latency": {
@@ -595,9 +604,11 @@ def cmd_prune(args) -> None:
     report["params_ratio"] = report["pruned"]["params"] / report["baseline"]["params"]
     report["macs_ratio"] = report["pruned"]["macs"] / report["baseline"]["macs"]
     _write_json(out / "report.json", report)
-    plot_report(report, out)
+    if distributed.is_main():
+        plot_report(report, out)
     save_model(out / "model.pt", model, record.get("arch"), extra)
-    (out / PRUNE_STATE).unlink(missing_ok=True)
+    if distributed.is_main():
+        (out / PRUNE_STATE).unlink(missing_ok=True)
     b, p = report["baseline"], report["pruned"]
     print(
         f"baseline {b['test_accuracy']:.4f} -> pruned {p['test_accuracy']:.4f}  params "
@@ -781,8 +792,9 @@ def cmd_compare(args) -> None:
     )
     _write_json(out / "compare.json", result)
     table = compare.write_table(result)
-    (out / "compare.md").write_text(table)
-    compare.plot_compare(result, out / "compare.png")
+    if distributed.is_main():
+        (out / "compare.md").write_text(table)
+        compare.plot_compare(result, out / "compare.png")
     print(table)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from smoea import distributed
 from smoea.allocations import ratio_search, sensitivity
 from smoea.baselines import (
     CRITERIA,
@@ -135,7 +136,7 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> 
         reason = " ".join(str(exc).split()) or type(exc).__name__
         result = {"failed": f"{type(exc).__name__}: {reason}", "trace": traceback.format_exc()}
     result.update(seed=seed, config=settings)
-    if path is not None:
+    if path is not None and distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(result, indent=2))

@@ -163,18 +163,21 @@ def _unpacked(path: Path, cache_dir: Path) -> Path:
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     root = cache_dir / f"unpacked-{hashlib.sha1(key.encode()).hexdigest()[:16]}"
     if not (root / ".complete").exists():
-        tmp = root.with_suffix(".tmp")
+        import shutil
+
+        tmp = root.with_suffix(f".{os.getpid()}.tmp")
         try:
             with tarfile.open(path) as tar:
                 tar.extractall(tmp, filter="data")
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise SmoeaError(f"cannot read archive {path}: {exc}") from None
-        if root.exists():
-            import shutil
-
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-        (root / ".complete").touch()
+        (tmp / ".complete").touch()
+        if root.exists() and not (root / ".complete").exists():
+            shutil.rmtree(root)  # a broken earlier attempt
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
@@ -207,7 +210,7 @@ def _cached(
             file.unlink(missing_ok=True)  # a damaged cache is rebuilt, never trusted
     raw = _decode(name, path, download, image_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".tmp")
+    tmp = file.with_suffix(f".{os.getpid()}.tmp")  # several torchrun ranks may decode at once
     torch.save(raw, tmp)
     os.replace(tmp, file)
     return raw

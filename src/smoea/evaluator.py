@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from smoea import distributed
 from smoea.data import TensorData, normalize
 from smoea.structure import Structure, split_at
 from smoea.train import autocast
@@ -85,15 +86,25 @@ class SubnetEvaluator:
         return np.array([self.cache[k] for k in keys])
 
     def score_masks(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
-        """f1 for candidates given as {layer index: keep mask} (layers outside the genome too)."""
+        """f1 for candidates given as {layer index: keep mask} (layers outside the genome too).
+        Under torchrun each rank scores its share and all get every score."""
+        if distributed.world() > 1:
+            mine = distributed.my_share(len(masks))
+            local = self._score_local([masks[i] for i in mine]) if len(mine) else np.zeros(0)
+            out = np.array(distributed.gathered(local.tolist()), dtype=float)
+        else:
+            out = self._score_local(masks)
+        self.evaluations += len(masks)
+        return out
+
+    def _score_local(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
         with torch.inference_mode():
             if self.runner is not None:
                 out = [self._score_sliced(m) for m in masks]
             else:
                 with self.structure.masking(), kept_norm_stats(self.suffix):
                     out = [self._score_masked(m) for m in masks]
-        self.evaluations += len(masks)
-        return torch.stack(out).cpu().numpy()  # one host sync per population
+        return torch.stack(out).float().cpu().numpy()  # one host sync per population
 
     def _evaluate(self, X: np.ndarray) -> np.ndarray:
         return self.score_masks([self.genome.split(x) for x in X])
@@ -181,7 +192,7 @@ class ScoredEvaluator(SubnetEvaluator):
     def mode(self) -> str:
         return "scored"
 
-    def score_masks(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
+    def _score_local(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
         model, out = self.structure.model, []
         with torch.inference_mode(), self.structure.masking(), kept_norm_stats(model):
             for m in masks:
@@ -190,7 +201,6 @@ class ScoredEvaluator(SubnetEvaluator):
                     recalibrate(model, self.calibration)
                 model.eval()
                 out.append(self.sign * float(self.score(model, self.batches)))
-        self.evaluations += len(masks)
         return np.array(out)
 
 

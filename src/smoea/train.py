@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from smoea import interrupt
+from smoea import distributed, interrupt
 from smoea.data import Splits, TensorData, batches
 from smoea.errors import SmoeaError
 
@@ -121,6 +121,9 @@ def train(
         nesterov=True,
         weight_decay=cfg.weight_decay,
     )
+    net = model  # under torchrun: DistributedDataParallel, each rank on its shard of a batch
+    if distributed.world() > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
     steps_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
     sched = make_scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     history = []
@@ -132,9 +135,7 @@ def train(
         data_seed = seed * 100_003 + epoch
         generator = torch.Generator().manual_seed(data_seed)
         lr_start = opt.param_groups[0]["lr"]
-        record = _train_epoch(
-            model, splits, cfg, opt, sched, device, generator, desc, epoch, distill
-        )
+        record = _train_epoch(net, splits, cfg, opt, sched, device, generator, desc, epoch, distill)
         record.update(data_seed=data_seed, lr_start=lr_start, distill=_distill_record(distill))
         record["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
         history.append(record)
@@ -155,6 +156,7 @@ def _distill_record(distill: Distill | None) -> dict | bool:
 
 
 def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch, distill) -> dict:
+    """One epoch; `model` may be a DistributedDataParallel wrapper."""
     model.train()
     last_good = copy.deepcopy(model.state_dict())
     start, loss_sum, correct, seen = time.perf_counter(), torch.zeros(()), torch.zeros(()), 0
@@ -165,7 +167,9 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch,
         leave=False,
         dynamic_ncols=True,
     )
+    rows = distributed.my_rows(cfg.batch_size)
     for step, (x, y) in enumerate(bar):
+        x, y = x[rows], y[rows]  # the whole batch under one process
         with autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
