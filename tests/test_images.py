@@ -82,7 +82,7 @@ PRUNE += ["--final-epochs", "1", "--batch-size", "32", "--device", "cpu"]
 
 
 def test_photos_train_and_prune_cached_and_streamed_with_the_same_masks(photos, tmp_path):
-    data = ["--data", str(photos), "--dataset", "imagefolder", "--image-size", "16"]
+    data = ["--data", str(photos), "--dataset", "imagefolder", "--image-size", "32"]
     data += ["--val-size", "24"]
     base = tmp_path / "base"
     train = ["train", "--width", "0.125", "--epochs", "1", "--batch-size", "32", "--lr", "0.05"]

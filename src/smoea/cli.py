@@ -330,6 +330,8 @@ def _splits(args, record: dict | None = None):
         args.workers,
     )
     splits.split = {"val_size": size, "seed": seed}
+    if args.image_size is None:  # one size, in memory: nothing was chosen
+        return splits
     n = len(splits.train) + len(splits.val) + len(splits.test)
     where = (
         f"streamed from disk by {args.workers} workers (over --memory-budget {args.memory_budget})"
