@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from smoea import interrupt
 from smoea.data import TensorData
 from smoea.errors import SmoeaError
-from smoea.train import Distill, TrainConfig, autocast, make_scheduler
+from smoea.train import Distill, TrainConfig, autocast, make_optimizer, make_scheduler
 
 
 @dataclass
@@ -79,14 +79,9 @@ def train_batches(
         )
     model.to(device)
     if distill is not None:
+        distill.validate()
         distill.prepare(device)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=True,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, cfg.epochs * max(1, len(loader)))
     history = []
     for epoch in range(cfg.epochs):

@@ -83,6 +83,17 @@ def autocast(device: torch.device):
     return nullcontext()
 
 
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum, as every training and fine-tuning in smoea uses."""
+    return torch.optim.SGD(
+        model.parameters(),
+        cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+        weight_decay=cfg.weight_decay,
+    )
+
+
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=max(1, steps))
@@ -114,13 +125,7 @@ def train(
     if distill is not None:
         distill.validate()
         distill.prepare(device)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=True,
-        weight_decay=cfg.weight_decay,
-    )
+    opt = make_optimizer(model, cfg)
     net = model  # under torchrun: DistributedDataParallel, each rank on its shard of a batch
     if distributed.world() > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
