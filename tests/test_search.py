@@ -136,3 +136,28 @@ def test_a_group_leaves_the_target_reachable_for_the_later_ones(
     config.final.epochs = 0
     _, report = smoea.prune(model, splits.train, splits.val, config, "cpu", log=lambda m: None)
     assert 0.09 <= report["params_ratio"] <= 0.1
+
+
+@pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
+def test_coupled_channels_never_leave_a_budget_out_of_reach(name, tiny_data):
+    """A residual stream couples groups, so a plan can ask a group for more than its minimum
+    allows; it then goes to its minimum and the later groups remove the rest (this failed)."""
+    import smoea
+    from smoea.models import build_model, make_arch
+
+    torch.manual_seed(0)
+    model = build_model(make_arch(name, 0.5, 3, 3, 16))
+    config = smoea.PruneConfig(
+        target_params=None,
+        target_macs=0.5,
+        genome="counts",
+        budget="fronts",
+        round_to=4,
+        pop_size=6,
+        generations=2,
+        search_size=40,
+    )
+    config.finetune.epochs = 0
+    config.final.epochs = 0
+    _, report = smoea.prune(model, *tiny_data, config, "cpu", log=lambda m: None)
+    assert 0.49 <= report["macs_ratio"] <= 0.5

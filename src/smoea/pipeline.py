@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from smoea import interrupt
+from smoea.counts import ranked
 from smoea.data import (
     Splits,
     StreamData,
@@ -29,7 +30,7 @@ from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
 from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
-from smoea.structure import Structure, plan_groups
+from smoea.structure import Structure, allowed_counts, plan_groups
 from smoea.train import Distill, TrainConfig, evaluate, train, what_ran
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None}
@@ -404,18 +405,30 @@ class _Run:
         group gives up its weakest units until the later groups at their minimum reach r."""
         floor = self.cfg.target
         order = [np.argsort(-n, kind="stable") for n in l1]
+        # coupled channels (a ResNet's residual stream) make the groups' shares interact: a
+        # plan may ask more of this group than its minimum allows; then it goes to its minimum
+        # and the later groups (kept able to reach r below) remove the rest
+        at_minimum = np.concatenate([genome.allowed(j)[:1] for j in range(len(genome.units))])
+        lowest = float(problem.f2(ranked(at_minimum[None], genome, order))[0])
+        budget = max(budget, lowest)
         x = fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
         later = [i for layers in self.groups[g + 1 :] for i in layers]
         if not later:
             return x
         s = problem.evaluator.structure
+        smallest = {i: int(self._allowed_minimum(s, i)) for i in later}
 
         def later_at_minimum(v: np.ndarray) -> float:
             kept = genome.kept(v[None], problem.base_kept)[0]
-            kept[later] = [self.min_keep[i] for i in later]
+            kept[later] = [smallest[i] for i in later]
             return self._fraction(s, kept)
 
         return fit_to_budget(x, genome, later_at_minimum, floor, 0.0, order)
+
+    def _allowed_minimum(self, s: Structure, i: int) -> int:
+        """The fewest units layer i may keep (its minimum, rounded up to --round-to)."""
+        units = int(s.units_per_layer[i])
+        return int(allowed_counts(units, self.cfg.round_to, self.min_keep[i])[0])
 
     def _note_unrounded(self, genome: Genome, x: np.ndarray) -> None:
         """Say so when single filters had to finish the fit and a count left the multiples."""

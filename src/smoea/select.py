@@ -75,7 +75,7 @@ def fit_to_budget(x, genome, count, upper: float, lower: float, order: list[np.n
     while count(x) > upper:
         j = _best_move(x, genome, rank, down=True)
         if j is None:
-            raise SmoeaError("the parameter target cannot be reached with the per-layer minimum")
+            raise SmoeaError("the target cannot be reached with the per-layer minimum")
         _move(x, genome, order, j, down=True)
     _restore(x, genome, count, upper, lower, order, rank)
     if count(x) < lower and genome.round_to > 1:
