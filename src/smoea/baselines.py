@@ -245,12 +245,30 @@ def criterion_progressive(
     measure = config.measure
     original = first.count(first.units_per_layer, measure)[0]
     floors = [max(1, math.ceil(config.min_keep * u)) for u in first.units_per_layer]
-    reached, tuning = [], 0.0
+    reached, used, tuning = [], [], 0.0
     for g, (layers, budget) in enumerate(zip(groups, budgets)):
         s = Structure(model, example)
         scores = filter_scores(s, criterion, splits, config.seed + g)
+        later = {i: floors[i] for rest in groups[g + 1 :] for i in rest}
         group = GroupCut(s, layers, measure, original)
-        masks = group.to_budget([scores[i] for i in layers], [floors[i] for i in layers], budget)
+        group_scores, group_floors = [scores[i] for i in layers], [floors[i] for i in layers]
+        # as SMOEA's groups do: a budget below what the group reaches at its minimum (the
+        # earlier groups kept other counts than SMOEA's) takes that minimum instead
+        budget = max(budget, group.fraction(group_floors))
+        used.append(budget)
+        masks = group.to_budget(group_scores, group_floors, budget)
+        if (
+            later
+            and GroupCut(s, layers, measure, original, later).fraction(
+                [int(m.sum()) for m in masks]
+            )
+            > config.target
+        ):
+            # as SMOEA's groups do: keep the target reachable for the later groups
+            leaving = GroupCut(s, layers, measure, original, later)
+            tighter = leaving.to_budget(group_scores, group_floors, config.target)
+            # both are each layer's top units by score: their intersection meets both limits
+            masks = [a & b for a, b in zip(masks, tighter)]
         reached.append(group.fraction([int(m.sum()) for m in masks]))
         s.remove(dict(zip(layers, masks)))
         tick = time.perf_counter()
@@ -259,6 +277,7 @@ def criterion_progressive(
     return {
         "criterion": criterion,
         "budgets": list(budgets),
+        "budgets_used": used,
         "reached": reached,
         "seconds": time.perf_counter() - start - tuning,
     }
@@ -267,12 +286,15 @@ def criterion_progressive(
 class GroupCut:
     """Cutting one group's layers of `s` while the rest of the model stays as it is."""
 
-    def __init__(self, s: Structure, layers: list[int], measure: str, original: float):
+    def __init__(self, s, layers: list[int], measure: str, original: float, others=None):
         self.s, self.layers, self.measure, self.original = s, layers, measure, original
+        self.others = others or {}  # other layers' counts to assume ({layer: count})
 
     def fraction(self, group_kept) -> float:
         """The whole model's measure, as a fraction of the original, with `group_kept`."""
         kept = self.s.units_per_layer.copy()
+        for i, count in self.others.items():
+            kept[i] = count
         kept[self.layers] = group_kept
         return float(self.s.count(kept, self.measure)[0] / self.original)
 

@@ -14,7 +14,6 @@ import torch
 import torch.nn as nn
 
 from smoea import interrupt
-from smoea.counts import ranked
 from smoea.data import (
     Splits,
     StreamData,
@@ -302,6 +301,7 @@ class _Run:
         base = s.units_per_layer
         genome = self._genome(s, layers)
         budget, plan = self._budget(s, g)
+        budget = self._reachable(s, layers, budget)
         evaluator = self._evaluator(s, genome)
         names = self.cfg.objective_list()
         problem = GroupProblem(
@@ -405,12 +405,6 @@ class _Run:
         group gives up its weakest units until the later groups at their minimum reach r."""
         floor = self.cfg.target
         order = [np.argsort(-n, kind="stable") for n in l1]
-        # coupled channels (a ResNet's residual stream) make the groups' shares interact: a
-        # plan may ask more of this group than its minimum allows; then it goes to its minimum
-        # and the later groups (kept able to reach r below) remove the rest
-        at_minimum = np.concatenate([genome.allowed(j)[:1] for j in range(len(genome.units))])
-        lowest = float(problem.f2(ranked(at_minimum[None], genome, order))[0])
-        budget = max(budget, lowest)
         x = fit_to_budget(x, genome, lambda v: problem.f2(v[None])[0], budget, floor, order)
         later = [i for layers in self.groups[g + 1 :] for i in layers]
         if not later:
@@ -424,6 +418,18 @@ class _Run:
             return self._fraction(s, kept)
 
         return fit_to_budget(x, genome, later_at_minimum, floor, 0.0, order)
+
+    def _reachable(self, s: Structure, layers: list[int], budget: float | None) -> float | None:
+        """The budget, or what the group reaches at its minimum if the budget asks more: what
+        a group can remove depends on the others (a layer's inputs are the previous one's
+        filters; a ResNet's residual stream couples groups), so a plan made from curves measured
+        one group at a time can ask too much. The later groups, kept able to reach the target
+        (see _fit), remove the rest."""
+        if budget is None:
+            return None
+        kept = s.units_per_layer.copy()
+        kept[layers] = [self._allowed_minimum(s, i) for i in layers]
+        return max(budget, self._fraction(s, kept))
 
     def _allowed_minimum(self, s: Structure, i: int) -> int:
         """The fewest units layer i may keep (its minimum, rounded up to --round-to)."""
