@@ -1,7 +1,7 @@
 """A folder of 'photos' for the streaming benchmarks: CIFAR-10 images upscaled to random sizes.
 
 Usage: python benchmarks/make_photos.py ARCHIVE OUT N [--min 160 --max 320 --seed 0]
-Writes OUT/train/<class>/*.jpg (90% of N) and OUT/test/<class>/*.jpg, each image resized to a
+Writes OUT/train/<class>/*.jpg (90% of each class) and OUT/test/<class>/*.jpg, each resized to a
 random width and height in [min, max] (JPEG quality 90).
 """
 
@@ -24,7 +24,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     rng = np.random.default_rng(a.seed)
-    out, made = Path(a.out), 0
+    out, made, per_class = Path(a.out), 0, {}
+    quota = -(-a.n // 10)  # CIFAR-10: the same number from every class (the archive is sorted)
     with tarfile.open(a.archive) as tar:
         for member in tar:
             if made >= a.n:
@@ -32,7 +33,11 @@ def main() -> None:
             parts = member.name.split("/")
             if not member.isfile() or len(parts) < 3 or parts[-3] != "train":
                 continue
-            split = "train" if made < 0.9 * a.n else "test"
+            seen = per_class.get(parts[-2], 0)
+            if seen >= quota:
+                continue
+            per_class[parts[-2]] = seen + 1
+            split = "train" if seen < 0.9 * quota else "test"
             folder = out / split / parts[-2]
             folder.mkdir(parents=True, exist_ok=True)
             image = Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB")

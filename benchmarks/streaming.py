@@ -47,6 +47,7 @@ def main() -> None:
     for x, _ in batches(splits.train, a.batch, splits.mean, splits.std, torch.device("cpu"), gen):
         seen += len(x)
     data_rate = seen / (time.perf_counter() - start)
+    data_peak = peak_mb()
     model = torchvision.models.resnet18(num_classes=splits.num_classes).to(
         memory_format=torch.channels_last
     )
@@ -68,7 +69,8 @@ def main() -> None:
                 "workers": a.workers,
                 "data_images_per_second": round(data_rate, 1),
                 "resnet18_train_images_per_second": round(model_rate, 1),
-                "peak_memory_mb": round(peak_mb()),
+                "peak_memory_mb_data": round(data_peak),
+        "peak_memory_mb_with_model_step": round(peak_mb()),
                 "torch_threads": torch.get_num_threads(),
             }
         )

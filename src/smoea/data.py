@@ -125,7 +125,7 @@ def load_splits(
         raise SmoeaError(f"--val-size {val_size} must be below the {len(train)} training images")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     val, rest = train.subset(order[:val_size]), train.subset(order[val_size:])
-    sample = rest if not stream else draw_subset(rest, 2000, seed)  # statistics of a sample
+    sample = rest if not stream else draw_subset(rest, 1000, seed)  # statistics of a sample
     mean, std = channel_stats(sample.x)
     return Splits(rest, val, test, classes, mean, std, storage="stream" if stream else "memory")
 
@@ -186,10 +186,19 @@ def _stored(raw: dict, part: str, image_size: int | None) -> TensorData:
     return TensorData(x, y) if image_size is None else TensorData.cropped(x, y, image_size)
 
 
-def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images, scaled to [0, 1]."""
-    flat = x.transpose(0, 1).reshape(x.shape[1], -1).double() / 255
-    return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
+def channel_stats(x: torch.Tensor, chunk: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images, scaled to [0, 1] (in chunks: large photos
+    in float64 at once would take 8 bytes a pixel)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for i in range(0, len(x), chunk):
+        flat = x[i : i + chunk].transpose(0, 1).reshape(x.shape[1], -1).double() / 255
+        total += flat.sum(1)
+        squares += (flat * flat).sum(1)
+    n = max(1, x[0].numel() // x.shape[1] * len(x))
+    mean = total / n
+    var = (squares - n * mean * mean) / max(1, n - 1)
+    return mean.tolist(), var.clamp_min(0).sqrt().clamp_min(1e-3).tolist()
 
 
 def _cached(
