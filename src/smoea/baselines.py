@@ -257,15 +257,9 @@ def criterion_progressive(
         budget = max(budget, group.fraction(group_floors))
         used.append(budget)
         masks = group.to_budget(group_scores, group_floors, budget)
-        if (
-            later
-            and GroupCut(s, layers, measure, original, later).fraction(
-                [int(m.sum()) for m in masks]
-            )
-            > config.target
-        ):
+        leaving = GroupCut(s, layers, measure, original, later)  # later groups at their minimum
+        if later and leaving.fraction([int(m.sum()) for m in masks]) > config.target:
             # as SMOEA's groups do: keep the target reachable for the later groups
-            leaving = GroupCut(s, layers, measure, original, later)
             tighter = leaving.to_budget(group_scores, group_floors, config.target)
             # both are each layer's top units by score: their intersection meets both limits
             masks = [a & b for a, b in zip(masks, tighter)]

@@ -207,11 +207,7 @@ def _cached(
     """Decoded arrays from the cache, decoding the source the first time only."""
     if not path.exists() and not download:
         raise SmoeaError(f"--data {path} does not exist (give a directory or a .tar.gz archive)")
-    stat = path.stat() if path.exists() else None
-    key = f"{name}|{path.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
-    if image_size is not None:
-        key += f"|{storage_size(image_size)}"
-    file = cache_dir / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+    file = _cache_file(name, path, cache_dir, image_size)
     if file.exists():
         try:
             return torch.load(file, weights_only=True)
@@ -223,6 +219,15 @@ def _cached(
     torch.save(raw, tmp)
     os.replace(tmp, file)
     return raw
+
+
+def _cache_file(name: str, path: Path, cache_dir: Path, image_size: int | None) -> Path:
+    """Where the decoded arrays of this source (and storage size) are cached."""
+    stat = path.stat() if path.exists() else None
+    key = f"{name}|{path.resolve()}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+    if image_size is not None:
+        key += f"|{storage_size(image_size)}"
+    return cache_dir / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
 
 
 def _decode(name: str, path: Path, download: bool, image_size: int | None = None) -> dict:

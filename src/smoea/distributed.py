@@ -69,6 +69,6 @@ def gathered(values: list) -> list:
     return [v for part in parts for v in part]
 
 
-def my_rows(batch_size: int) -> slice:
+def my_rows() -> slice:
     """This rank's rows of a global batch (its shard of the batch order)."""
     return slice(rank(), None, world())

@@ -127,8 +127,7 @@ class StreamData:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        first = self.images[int(self.index[0])] if len(self.index) else None
-        channels = 3 if first is None else first.shape[0]
+        channels = 1 if self.images.mode == "L" else 3  # fit_image converts every file to it
         return (channels, self.size, self.size)
 
     def subset(self, index: torch.Tensor) -> StreamData:

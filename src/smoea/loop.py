@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from smoea import interrupt
 from smoea.data import TensorData
 from smoea.errors import SmoeaError
-from smoea.train import Distill, TrainConfig, autocast, make_optimizer, make_scheduler
+from smoea.train import Distill, TrainConfig, autocast, make_optimizer, make_scheduler, train_step
 
 
 @dataclass
@@ -86,20 +86,13 @@ def train_batches(
     history = []
     for epoch in range(cfg.epochs):
         model.train()
-        start, lr_start, steps, loss_sum = time.perf_counter(), opt.param_groups[0]["lr"], 0, 0.0
+        start, lr_start, steps = time.perf_counter(), opt.param_groups[0]["lr"], 0
+        loss_sum = torch.zeros((), device=device)
         for batch in loader:
             x, y = (t.to(device) for t in _pair(batch))
-            with autocast(device):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            if distill is not None:
-                loss = distill.loss(logits.float(), loss, x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            _, loss = train_step(model, x, y, opt, sched, cfg, distill)
             steps += 1
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach()  # on the device: no host sync per step
             if steps % 20 == 0:
                 interrupt.check()
         model.eval()
@@ -107,7 +100,7 @@ def train_batches(
             {
                 "epoch": epoch + 1,
                 "steps": steps,
-                "loss": loss_sum / max(1, steps),
+                "loss": loss_sum.item() / max(1, steps),
                 "seconds": time.perf_counter() - start,
                 "data_seed": None,  # the user's loader decides the order
                 "lr_start": lr_start,

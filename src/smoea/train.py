@@ -154,6 +154,21 @@ def train(
     return history
 
 
+def train_step(model, x, y, opt, sched, cfg: TrainConfig, distill: Distill | None = None):
+    """One SGD step on a batch (label loss, mixed with distillation when given); returns the
+    logits and the loss, both still on the device (no host sync)."""
+    with autocast(x.device):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    if distill is not None:
+        loss = distill.loss(logits.float(), loss, x)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return logits, loss
+
+
 def _distill_record(distill: Distill | None) -> dict | bool:
     if distill is None:
         return False
@@ -172,18 +187,10 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch,
         leave=False,
         dynamic_ncols=True,
     )
-    rows = distributed.my_rows(cfg.batch_size)
+    rows = distributed.my_rows()
     for step, (x, y) in enumerate(bar):
         x, y = x[rows], y[rows]  # the whole batch under one process
-        with autocast(device):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        if distill is not None:
-            loss = distill.loss(logits.float(), loss, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        logits, loss = train_step(model, x, y, opt, sched, cfg, distill)
         loss_sum += loss.detach().cpu() * len(y)
         correct += (logits.argmax(1) == y).sum().cpu()
         seen += len(y)
