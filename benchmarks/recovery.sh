@@ -5,8 +5,9 @@
 # without and with distillation from the baseline; the control trains the unpruned baseline the
 # same N extra epochs with the same recipe.
 #
-# Usage: bash benchmarks/recovery.sh RUNS_DIR [EPOCHS] [SEED] [KINDS]
-#   e.g. bash benchmarks/recovery.sh runs/recovery "5 10 20 30" 0 "plain distill control"
+# Usage: bash benchmarks/recovery.sh RUNS_DIR [EPOCHS] [SEED] [KINDS] [extra prune flags...]
+#   e.g. bash benchmarks/recovery.sh runs/recovery "5 10 20 30" 0 "plain distill control" \
+#          --genome counts --budget fronts
 # Finished steps (their model.pt exists) are skipped, so the script resumes where it stopped.
 # Run nothing else meanwhile (the seconds with and without the teacher are compared).
 set -euo pipefail
@@ -14,6 +15,7 @@ runs=${1:?RUNS_DIR}
 epochs=${2:-5 10 20 30}
 seed=${3:-0}
 kinds=${4:-plain distill control}
+shift $(( $# < 4 ? $# : 4 ))
 base=../shared/baselines/vgg14-w05-cifar10/model.pt
 data=../shared/data/cifar10-jpeg.tar.gz
 recipe=(--dataset cifar10 --data $data --lr 0.01 --schedule cosine --seed "$seed")
@@ -24,7 +26,7 @@ if [[ ! -f $pruned/model.pt ]]; then
     smoea prune --resume "$pruned"
   else
     smoea prune --checkpoint $base --dataset cifar10 --data $data --target-params 0.1656 \
-      --final-epochs 0 --seed "$seed" --out "$pruned"
+      --final-epochs 0 --seed "$seed" --out "$pruned" "$@"
   fi
 fi
 for n in $epochs; do
