@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 import smoea
@@ -57,10 +58,17 @@ def test_fit_to_budget_moves_in_steps_and_falls_back_to_single_units():
     assert sorted([x[:16].sum() % 4, x[16:].sum() % 4]) == [0, 3]  # one layer off, not both
 
 
-def test_prune_with_round_to_keeps_multiples_and_meets_the_target(trained_tiny):
+@pytest.mark.parametrize("genome,budget", [("counts", "fronts"), ("bits", "heavy-late")])
+def test_prune_with_round_to_keeps_multiples_and_meets_the_target(trained_tiny, genome, budget):
     model, splits = copy.deepcopy(trained_tiny[0]), trained_tiny[1]
     config = smoea.PruneConfig(
-        target_params=0.5, pop_size=6, generations=2, search_size=40, round_to=4
+        target_params=0.5,
+        pop_size=6,
+        generations=2,
+        search_size=40,
+        round_to=4,
+        genome=genome,
+        budget=budget,
     )
     config.finetune.epochs = config.final.epochs = 0
     notes = []
@@ -77,5 +85,6 @@ def test_prune_with_round_to_keeps_multiples_and_meets_the_target(trained_tiny):
     noted = [n for n in notes if "not a multiple of --round-to 4" in n]
     assert [int(c) for n in noted for c in n.split("[")[1].rstrip("]").split(",")] == off
     assert len(off) <= len(report["groups"]) - 2  # most groups' steps of 4 fit their budget
-    assert all("," not in n.split("[")[1] for n in noted)  # at most one layer a group off grid
+    if genome == "bits":  # bit flips fit by single filters in one layer; counts may touch two
+        assert all("," not in n.split("[")[1] for n in noted)
     assert pruned(torch.zeros(2, 3, 16, 16)).shape == (2, 3)

@@ -46,7 +46,7 @@ class PruneConfig:
     target_macs: float | None = None  # when set, the target is on MACs instead of parameters
     objectives: str | None = None  # e.g. "error,params,macs"; None: objective and the target's
     groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
-    genome: str = "bits"  # bits: a bit per filter; counts: kept counts per layer, top by L1
+    genome: str = "counts"  # counts: kept counts per layer, top by L1; bits: a bit per filter
     pop_size: int = 24
     generations: int = 20
     search_size: int = 500
@@ -54,7 +54,7 @@ class PruneConfig:
     objective: str = "error"
     select: str = "target"
     tolerance: float = 0.01
-    budget: str = "heavy-late"
+    budget: str = "fronts"  # measured error curves per group, re-planned after each group
     min_keep: float = 0.05
     round_to: int = 1  # kept filters per layer a multiple of this (or the whole layer)
     eval_batch_size: int = 500
