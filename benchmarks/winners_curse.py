@@ -16,38 +16,20 @@ search is choosing noise. No test image is read; no fine-tuning (a score before 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 
 import numpy as np
 import torch
+from calibration_fidelity import finetuned_accuracy  # benchmarks/ is on sys.path
 
 import smoea
 from smoea.baselines import GroupCut
-from smoea.data import Splits, calibration_set, draw_subset, load_splits, outside_subset
+from smoea.data import calibration_set, draw_subset, load_splits, outside_subset
 from smoea.evaluator import make_evaluator
 from smoea.search import Genome, GroupProblem, run_nsga2
 from smoea.select import choose
 from smoea.structure import Structure
-from smoea.train import TrainConfig, train
-
-
-def uniform_at_budget(s, layers, l1, floors, original, budget) -> np.ndarray:
-    cut = GroupCut(s, layers, "params", original["params"])
-    return np.concatenate(cut.to_budget(l1, floors, budget))
-
-
-def finetuned(model, splits, held, masks: dict, steps: int, seed: int) -> float:
-    """Held-out accuracy after removing `masks` and `steps` SGD steps of 128 training images
-    (lr 0.01, cosine; the same images and order for every candidate)."""
-    pruned = copy.deepcopy(model)
-    Structure(pruned, torch.zeros(1, *splits.image_shape)).remove(masks)
-    subset = splits.train.subset(torch.arange(steps * 128))
-    tune = Splits(subset, held, None, splits.classes, splits.mean, splits.std)
-    cfg = TrainConfig(epochs=1, lr=0.01, schedule="cosine")
-    history = train(pruned, tune, cfg, torch.device("cpu"), seed=seed, desc="fine-tune")
-    return history[-1]["val_accuracy"]
 
 
 def one_seed(model, splits, layers, keep, seed, genome_kind, steps) -> dict:
@@ -69,11 +51,11 @@ def one_seed(model, splits, layers, keep, seed, genome_kind, steps) -> dict:
     result = run_nsga2(problem, l1, 24, 20, seed, genome_kind=genome_kind)
     pick = choose(result.F, "target", budget, 0.01, problem.size_column)
     within = np.flatnonzero(result.F[:, 1] <= budget + 1e-12)
-    uniform = uniform_at_budget(s, layers, l1, floors, original, budget)
+    uniform = np.concatenate(cut.to_budget(l1, floors, budget))
     X = np.vstack([result.X[pick][None], uniform[None], result.X[within]])
     on_search, on_held = ev(X), ev_held.score_masks([genome.split(x) for x in X])
     after = (
-        [finetuned(model, splits, held, genome.split(x), steps, seed) for x in X[:2]]
+        [finetuned_accuracy(model, splits, held, genome.split(x), steps, seed) for x in X[:2]]
         if steps
         else []
     )

@@ -33,6 +33,19 @@ def tiny_config(**changes) -> PruneConfig:
     return config
 
 
+def run_compare(model, splits, methods, config) -> dict:
+    """One seed of `compare` on fresh copies of `model`, on the CPU, quietly."""
+    return compare(
+        lambda: copy.deepcopy(model),
+        splits,
+        methods,
+        [0],
+        config,
+        torch.device("cpu"),
+        log=lambda m: None,
+    )
+
+
 @pytest.fixture(scope="module")
 def tiny_splits(trained_tiny):
     model, splits = trained_tiny
@@ -45,15 +58,7 @@ def tiny_splits(trained_tiny):
 @pytest.fixture(scope="module")
 def comparison(tiny_splits):
     model, splits = tiny_splits
-    return compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        list(VARIANTS),
-        [0],
-        tiny_config(),
-        torch.device("cpu"),
-        log=lambda m: None,
-    )
+    return run_compare(model, splits, list(VARIANTS), tiny_config())
 
 
 def test_every_method_reaches_the_target_within_one_percent(comparison):
@@ -133,15 +138,7 @@ def test_a_failing_method_is_reported_and_the_others_go_on(tiny_splits, monkeypa
         raise RuntimeError("criterion exploded")
 
     monkeypatch.setattr("smoea.compare.criterion_prune", broken)
-    result = compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        ["l1-uniform", "whole-nsga2"],
-        [0],
-        tiny_config(generations=1),
-        torch.device("cpu"),
-        log=lambda m: None,
-    )
+    result = run_compare(model, splits, ["l1-uniform", "whole-nsga2"], tiny_config(generations=1))
     assert "criterion exploded" in result["methods"]["l1-uniform"]["failed"]
     assert result["methods"]["whole-nsga2"]["test_accuracy_mean"] > 0
 
@@ -225,15 +222,7 @@ def smoea_params(comparison):
 
 def test_at_smoea_without_smoea_is_reported_as_failed(tiny_splits):
     model, splits = tiny_splits
-    result = compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        parse_methods("l1-at-smoea"),
-        [0],
-        tiny_config(),
-        torch.device("cpu"),
-        log=lambda m: None,
-    )
+    result = run_compare(model, splits, parse_methods("l1-at-smoea"), tiny_config())
     assert "needs a finished smoea run" in result["methods"]["l1-at-smoea"]["failed"]
 
 
@@ -281,15 +270,7 @@ def test_every_method_meets_a_mac_target_within_one_percent(tiny_splits):
     model, splits = tiny_splits
     config = tiny_config(target_params=None, target_macs=TARGET, generations=1)
     methods = "smoea,l1-uniform,l1-global,lamp,sensitivity,ratio-search,whole-nsga2,l1-at-smoea"
-    result = compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        parse_methods(methods),
-        [0],
-        config,
-        torch.device("cpu"),
-        log=lambda m: None,
-    )
+    result = run_compare(model, splits, parse_methods(methods), config)
     base = result["baseline"]["macs"]
     for name, m in result["methods"].items():
         assert "failed" not in m, (name, m)
@@ -301,15 +282,7 @@ def test_every_method_meets_a_mac_target_within_one_percent(tiny_splits):
 def test_both_targets_at_once_are_refused(tiny_splits):
     model, splits = tiny_splits
     with pytest.raises(SmoeaError, match="one target"):
-        compare(
-            lambda: copy.deepcopy(model),
-            splits,
-            ["l1-uniform"],
-            [0],
-            tiny_config(target_macs=0.5),
-            torch.device("cpu"),
-            log=lambda m: None,
-        )
+        run_compare(model, splits, ["l1-uniform"], tiny_config(target_macs=0.5))
 
 
 def test_progressive_uses_smoeas_group_budgets(comparison):
@@ -357,14 +330,8 @@ def test_no_method_reads_the_test_split_before_it_is_pruned_and_fine_tuned(
     splits_with_wire.test = Tripwire(splits.test.x, splits.test.y)
     methods = "smoea,l1-uniform,taylor-global,l1-global-raw,lamp,sensitivity,ratio-search"
     methods += ",whole-nsga2,l1-at-smoea,l1-progressive"
-    result = compare(
-        lambda: copy.deepcopy(model),
-        splits_with_wire,
-        parse_methods(methods),
-        [0],
-        tiny_config(generations=1),
-        torch.device("cpu"),
-        log=lambda m: None,
+    result = run_compare(
+        model, splits_with_wire, parse_methods(methods), tiny_config(generations=1)
     )
     assert not [n for n, m in result["methods"].items() if "failed" in m]
     assert state["early"] == 0 and state["late"] > 0
@@ -376,15 +343,7 @@ def test_progressive_reaches_the_target_after_a_fronts_plan(tiny_splits, genome)
     of reach for it: it then takes its minimum and keeps the target reachable (this failed)."""
     model, splits = tiny_splits
     config = tiny_config(target_params=0.1, genome=genome, budget="fronts")
-    result = compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        ["smoea", "l1-progressive"],
-        [0],
-        config,
-        torch.device("cpu"),
-        log=lambda m: None,
-    )
+    result = run_compare(model, splits, ["smoea", "l1-progressive"], config)
     base = result["baseline"]["params"]
     for name, m in result["methods"].items():
         assert "failed" not in m, (name, m)

@@ -12,6 +12,7 @@ import torch
 
 FLAGS = ["--target-params", "0.5", "--pop-size", "8", "--generations", "2"]
 FLAGS += ["--search-size", "30", "--calibration-images", "32", "--finetune-epochs", "0"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 FLAGS += ["--final-epochs", "1", "--batch-size", "32", "--val-size", "40", "--device", "cpu"]
 
 
@@ -23,8 +24,7 @@ def test_two_processes_give_the_masks_and_accuracy_of_one(tmp_path, image_archiv
     single = [sys.executable, "-m", "smoea", *args, *FLAGS, "--out", str(one)]
     done = subprocess.run(single, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    pair = [*run, "-m", "smoea", *args, *FLAGS, "--out", str(two)]
+    pair = [*TORCHRUN, "-m", "smoea", *args, *FLAGS, "--out", str(two)]
     done = subprocess.run(pair, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     a = json.loads((one / "report.json").read_text())
@@ -51,13 +51,12 @@ def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_result(
     env = dict(os.environ, OMP_NUM_THREADS="1")
     flags = [*FLAGS, "--finetune-epochs", "1"]  # groups far enough apart to stop between them
     args = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
-    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     full, cut = tmp_path / "full", tmp_path / "cut"
-    whole = [*run, "-m", "smoea", *args, *flags, "--out", str(full)]
+    whole = [*TORCHRUN, "-m", "smoea", *args, *flags, "--out", str(full)]
     done = subprocess.run(whole, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
-    pair = [*run, "-m", "smoea", *args, *flags, "--out", str(cut)]
+    pair = [*TORCHRUN, "-m", "smoea", *args, *flags, "--out", str(cut)]
     proc = subprocess.Popen(pair, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not (cut / "state.pt").exists() and proc.poll() is None and time.time() < deadline:
@@ -69,7 +68,7 @@ def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_result(
     assert (cut / "state.pt").exists() and not (cut / "model.pt").exists()
     assert b"--resume" in err
 
-    again = [*run, "-m", "smoea", "prune", "--resume", str(cut), "--device", "cpu"]
+    again = [*TORCHRUN, "-m", "smoea", "prune", "--resume", str(cut), "--device", "cpu"]
     done = subprocess.run(again, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (cut / "state.pt").exists()
