@@ -196,6 +196,37 @@ def test_compare_command_writes_json_table_and_plot_and_resumes(baseline, image_
     assert main([*args[:-2], "--final-epochs", "2", "--out", str(out), "--resume"]) == 2
 
 
+def test_saved_models_load_with_the_figures_their_runs_recorded(baseline, image_archive, tmp_path):
+    from smoea.checkpoint import load_record, model_from_record
+    from smoea.report import model_counts
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
+    args += ["--val-size", "40", "--target-params", "0.5", "--methods", "l1-uniform"]
+    args += ["--seeds", "0", "--finetune-epochs", "0", "--final-epochs", "1"]
+    args += ["--batch-size", "32", "--device", "cpu", "--out", str(out), "--save-models"]
+    assert main(args) == 0
+    run = json.loads((out / "runs" / "l1-uniform-seed0.json").read_text())
+    record = load_record(out / "runs" / "l1-uniform-seed0.pt")
+    model = model_from_record(record)
+    assert model_counts(model, tuple(record["image_shape"]))["params"] == run["params"]
+    assert record["split"] == load_record(baseline / "model.pt")["split"]
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out / "runs" / "l1-uniform-seed0.pt"),
+                "--data",
+                str(image_archive),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+
+
 def test_a_run_saved_before_a_new_setting_existed_is_reused_only_at_its_default():
     from smoea.compare import _same_settings
 

@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for compare.json/.md/.png and runs/")
     p.add_argument("--force", action="store_true", help="start over in a used --out")
     p.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
+    p.add_argument(
+        "--save-models",
+        action="store_true",
+        help="also save each run's pruned, fine-tuned model as runs/<method>-seed<k>.pt "
+        "(loadable by smoea evaluate/train --from/export; off by default)",
+    )
     add_prune_flags(p)
 
     p = sub.add_parser("evaluate", help="test accuracy, parameters and MACs of a model file")
@@ -784,6 +790,7 @@ def cmd_compare(args) -> None:
         device,
         out,
         log=lambda m: print(m, file=sys.stderr),
+        save_model=_compare_model_saver(record, splits) if args.save_models else None,
     )
     result.update(
         command="smoea " + shlex.join(sys.argv[1:]) if _argv_is_cli() else "smoea compare",
@@ -798,6 +805,16 @@ def cmd_compare(args) -> None:
         (out / "compare.md").write_text(table)
         compare.plot_compare(result, out / "compare.png")
     print(table)
+
+
+def _compare_model_saver(record: dict, splits):
+    """Saves a compare run's model as `smoea prune` does: the baseline's architecture (its
+    filters read off the pruned model), normalisation, classes, split and image shape."""
+    from smoea.checkpoint import save_model
+
+    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
+    extra.update(split=splits.split, image_shape=list(splits.image_shape))
+    return lambda path, model: save_model(path, model, record.get("arch"), extra)
 
 
 def _parse_seeds(text: str) -> list[int]:

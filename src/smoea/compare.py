@@ -81,12 +81,14 @@ def compare(
     device: torch.device,
     out: Path | None = None,
     log: Callable[[str], None] = print,
+    save_model: Callable[[Path, nn.Module], None] | None = None,
 ) -> dict:
     """Run every method variant for every seed; a failing one is recorded, the others go on.
 
     With `out`, each finished run is saved to out/runs/ and a later call with the same `out`
-    reuses it, so a long comparison can be stopped and continued. Test figures are measured
-    after a method finished; nothing is chosen by them.
+    reuses it, so a long comparison can be stopped and continued; with `save_model` too, each
+    run's pruned model goes beside its record (out/runs/<method>-seed<k>.pt). Test figures are
+    measured after a method finished; nothing is chosen by them.
     """
     config.validate()
     if config.target is None or None not in (config.target_params, config.target_macs):
@@ -102,7 +104,9 @@ def compare(
     for seed in seeds:
         cfg = replace(config, seed=seed)
         for name in variants:
-            result = _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log)
+            result = _cached_run(
+                name, seed, out, make_model, splits, cfg, device, runs, log, save_model
+            )
             runs.setdefault(name, []).append(result)
             log(f"seed {seed} {name}: {_short(result)}")
     return summarize(runs, _baseline_row(make_model, splits, device), config)
@@ -117,7 +121,7 @@ def _baseline_row(make_model, splits: Splits, device) -> dict:
     }
 
 
-def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> dict:
+def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, save_model) -> dict:
     path = out / "runs" / f"{name}-seed{seed}.json" if out is not None else None
     settings = json.loads(json.dumps(cfg.as_dict()))
     if path is not None and path.exists():
@@ -129,7 +133,9 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log) -> 
     smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
     try:
         teacher = make_model() if cfg.distill else None  # the unpruned baseline teaches
-        result = run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
+        result, pruned = run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
+        if save_model is not None and path is not None:
+            save_model(path.with_suffix(".pt"), pruned)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing method is reported, the comparison goes on
@@ -171,9 +177,10 @@ def run_method(
     device: torch.device,
     smoea_run: dict | None = None,
     teacher: nn.Module | None = None,
-) -> dict:
-    """Prune a fresh copy of the baseline with one method variant, fine-tune, measure; with
-    `cfg.distill`, `teacher` (the unpruned baseline) teaches every method's fine-tuning."""
+) -> tuple[dict, nn.Module]:
+    """Prune a fresh copy of the baseline with one method variant, fine-tune, measure; returns
+    the figures and the pruned model. With `cfg.distill`, `teacher` (the unpruned baseline)
+    teaches every method's fine-tuning."""
     model.to(device).eval()
     if name == "smoea":
         return _run_smoea(model, splits, cfg, device, teacher)
@@ -219,7 +226,7 @@ def _criterion_and_ranking(name: str) -> tuple[str, str]:
     return criterion, ranking
 
 
-def _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill) -> dict:
+def _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill):
     """The criterion group by group to SMOEA's group budgets, fine-tuned between groups with
     SMOEA's steps (the same data-order seeds)."""
     if not smoea_run or not smoea_run.get("group_budgets"):
@@ -247,7 +254,7 @@ def _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill) ->
     return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
 
 
-def _run_smoea(model, splits, cfg, device, teacher) -> dict:
+def _run_smoea(model, splits, cfg, device, teacher):
     model, report = prune(
         model,
         splits.train,
@@ -280,7 +287,7 @@ def _run_smoea(model, splits, cfg, device, teacher) -> dict:
     )
 
 
-def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict, distill) -> dict:
+def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict, distill):
     """Fine-tune with SMOEA's schedule, back to back with the same seeds, then measure."""
     schedule = finetune_schedule(cfg, n_groups)
     start = time.perf_counter()
@@ -298,7 +305,7 @@ def _finetune_step(model, splits, tc: TrainConfig, device, cfg, step: int, disti
     return {"step": step, **what_ran(history)}
 
 
-def _measure_tuned(model, splits, cfg, device, schedule, tuned: float, info: dict) -> dict:
+def _measure_tuned(model, splits, cfg, device, schedule, tuned: float, info: dict):
     example = torch.zeros(1, *splits.image_shape, device=device)
     return _measure(
         model,
@@ -321,18 +328,19 @@ def _schedule_record(schedule: list[tuple[int, TrainConfig]]) -> list[dict]:
     return [{"step": step, **tc.as_dict()} for step, tc in schedule]
 
 
-def _measure(model, splits, cfg, device, extra: dict) -> dict:
+def _measure(model, splits, cfg, device, extra: dict) -> tuple[dict, nn.Module]:
     """Accuracies after pruning and fine-tuning: validation (whole split, and outside SMOEA's
-    search set, the fair one between methods), then test."""
+    search set, the fair one between methods), then test; returned with the model."""
     model.eval()
     held_out = outside_subset(splits.val, cfg.search_size, cfg.seed)
-    return {
+    figures = {
         "val_accuracy": evaluate(model, splits.val, splits, device)["accuracy"],
         "held_out_val_accuracy": evaluate(model, held_out, splits, device)["accuracy"],
         "test_accuracy": evaluate(model, splits.test, splits, device)["accuracy"],
         **model_counts(model, splits.image_shape),
         **extra,
     }
+    return figures, model
 
 
 SUMMED = ("params", "macs", "search_seconds", "evaluations", "finetune_seconds")

@@ -179,7 +179,8 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch,
     """One epoch; `model` may be a DistributedDataParallel wrapper."""
     model.train()
     last_good = copy.deepcopy(model.state_dict())
-    start, loss_sum, correct, seen = time.perf_counter(), torch.zeros(()), torch.zeros(()), 0
+    start, seen = time.perf_counter(), 0
+    loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
     bar = tqdm(
         batches(splits.train, cfg.batch_size, splits.mean, splits.std, device, generator),
         total=math.ceil(len(splits.train) / cfg.batch_size),
@@ -191,8 +192,8 @@ def _train_epoch(model, splits, cfg, opt, sched, device, generator, desc, epoch,
     for step, (x, y) in enumerate(bar):
         x, y = x[rows], y[rows]  # the whole batch under one process
         logits, loss = train_step(model, x, y, opt, sched, cfg, distill)
-        loss_sum += loss.detach().cpu() * len(y)
-        correct += (logits.argmax(1) == y).sum().cpu()
+        loss_sum += loss.detach() * len(y)  # summed on the device: no host sync per step
+        correct += (logits.argmax(1) == y).sum()
         seen += len(y)
         if step % 20 == 0:  # one host sync every 20 steps for the bar and the NaN check
             interrupt.check()
