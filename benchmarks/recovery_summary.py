@@ -1,23 +1,32 @@
-"""Table and plot of the recovery curve (benchmarks/recovery.sh): accuracy against epochs."""
+"""Table and plot of the recovery curve (recovery.sh, recovery_gpu.sh): accuracy against epochs.
+
+Usage: python benchmarks/recovery_summary.py RUNS_DIR [BASELINE_TEST_ACCURACY]"""
 
 import json
 import re
 import sys
 from pathlib import Path
 
+# <method>-<kind>-<epochs>-seed<k>: no method prefix is SMOEA's model, l1p- l1-progressive's;
+# distillT2 / distillW05: distillation at temperature 2 / weight 0.5 (the defaults otherwise)
+NAME = re.compile(r"(?:(l1p)-)?(plain|distill(?:T\d+|W\d+)?|control)-(\d+)-seed(\d+)")
+METHODS = {None: "smoea", "l1p": "l1-progressive"}
+
 
 def load(runs: Path) -> list[dict]:
     rows = []
     for path in sorted(runs.glob("*-seed*/train.json")):
-        m = re.fullmatch(r"(plain|distill|control)-(\d+)-seed(\d+)", path.parent.name)
+        m = NAME.fullmatch(path.parent.name)
         if not m:
             continue
         record = json.loads(path.read_text())
+        method = "baseline" if m.group(2) == "control" else METHODS[m.group(1)]
         rows.append(
             {
-                "kind": m.group(1),
-                "epochs": int(m.group(2)),
-                "seed": int(m.group(3)),
+                "method": method,
+                "kind": m.group(2),
+                "epochs": int(m.group(3)),
+                "seed": int(m.group(4)),
                 "test": record["test_accuracy"],
                 "val": record["history"][-1]["val_accuracy"],
                 "params": record["params"],
@@ -32,19 +41,24 @@ def table(rows: list[dict], baseline_test: float) -> str:
     lines = [
         f"Baseline test accuracy {100 * baseline_test:.2f}%.",
         "",
-        "| fine-tune | epochs | seed | test % | val. % | drop vs baseline | drop vs control | "
-        "params | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | fine-tune | epochs | seed | test % | val. % | drop vs baseline | "
+        "drop vs control | params | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["epochs"], r["kind"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["epochs"], r["method"], r["kind"], r["seed"])):
         c = control.get((r["epochs"], r["seed"]))
         vs_control = "" if c is None else f"{100 * (c['test'] - r['test']):.2f}"
         lines.append(
-            f"| {r['kind']} | {r['epochs']} | {r['seed']} | {100 * r['test']:.2f} | "
-            f"{100 * r['val']:.2f} | {100 * (baseline_test - r['test']):.2f} | {vs_control} | "
+            f"| {r['method']} | {r['kind']} | {r['epochs']} | {r['seed']} | "
+            f"{100 * r['test']:.2f} | {100 * r['val']:.2f} | "
+            f"{100 * (baseline_test - r['test']):.2f} | {vs_control} | "
             f"{r['params']:,} | {r['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+CURVES = [("smoea", "plain"), ("smoea", "distill"), ("baseline", "control")]
+CURVES += [("l1-progressive", "plain"), ("l1-progressive", "distill")]
 
 
 def plot(rows: list[dict], baseline_test: float, path: Path) -> None:
@@ -54,10 +68,15 @@ def plot(rows: list[dict], baseline_test: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for kind in ("plain", "distill", "control"):
-        points = sorted((r["epochs"], 100 * r["test"]) for r in rows if r["kind"] == kind)
+    for method, kind in CURVES:
+        points = sorted(
+            (r["epochs"], 100 * r["test"])
+            for r in rows
+            if r["kind"] == kind and r["method"] == method
+        )
         if points:
-            ax.plot(*zip(*points), marker="o", label=kind)
+            label = kind if method == "baseline" else f"{method} {kind}"
+            ax.plot(*zip(*points), marker="o", label=label)
     ax.axhline(100 * baseline_test, color="grey", linestyle="--", label="baseline")
     ax.set_xlabel("fine-tuning epochs")
     ax.set_ylabel("test accuracy (%)")
@@ -66,12 +85,14 @@ def plot(rows: list[dict], baseline_test: float, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(runs: Path) -> None:
+def main(runs: Path, baseline_test: float | None = None) -> None:
+    """With no baseline accuracy given, it is read from runs/pruned-seed*/report.json."""
     rows = load(runs)
-    pruned = next(runs.glob("pruned-seed*/report.json"), None)
-    if pruned is None:
-        sys.exit(f"{runs} holds no finished pruned-seed*/report.json")
-    baseline_test = json.loads(pruned.read_text())["baseline"]["test_accuracy"]
+    if baseline_test is None:
+        pruned = next(runs.glob("pruned-seed*/report.json"), None)
+        if pruned is None:
+            sys.exit(f"{runs} holds no pruned-seed*/report.json: give the baseline's accuracy")
+        baseline_test = json.loads(pruned.read_text())["baseline"]["test_accuracy"]
     text = table(rows, baseline_test)
     (runs / "recovery.md").write_text(text)
     (runs / "recovery.json").write_text(json.dumps(rows, indent=2))
@@ -81,4 +102,4 @@ def main(runs: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -70,7 +70,7 @@ def main() -> None:
                 "data_images_per_second": round(data_rate, 1),
                 "resnet18_train_images_per_second": round(model_rate, 1),
                 "peak_memory_mb_data": round(data_peak),
-        "peak_memory_mb_with_model_step": round(peak_mb()),
+                "peak_memory_mb_with_model_step": round(peak_mb()),
                 "torch_threads": torch.get_num_threads(),
             }
         )
