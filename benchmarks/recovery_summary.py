@@ -67,20 +67,21 @@ def plot(rows: list[dict], baseline_test: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, kind in CURVES:
-        points = sorted(
-            (r["epochs"], 100 * r["test"])
-            for r in rows
-            if r["kind"] == kind and r["method"] == method
-        )
-        if points:
-            label = kind if method == "baseline" else f"{method} {kind}"
-            ax.plot(*zip(*points), marker="o", label=label)
-    ax.axhline(100 * baseline_test, color="grey", linestyle="--", label="baseline")
-    ax.set_xlabel("fine-tuning epochs")
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, split in zip(axes, ("test", "val")):
+        for method, kind in CURVES:
+            points = sorted(
+                (r["epochs"], 100 * r[split])
+                for r in rows
+                if r["kind"] == kind and r["method"] == method
+            )
+            if points:
+                label = kind if method == "baseline" else f"{method} {kind}"
+                ax.plot(*zip(*points), marker="o", label=label)
+        ax.set_xlabel("fine-tuning epochs")
+        ax.set_ylabel(f"{'test' if split == 'test' else 'validation'} accuracy (%)")
+    axes[0].axhline(100 * baseline_test, color="grey", linestyle="--", label="baseline")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -237,6 +237,16 @@ def test_a_run_saved_before_a_new_setting_existed_is_reused_only_at_its_default(
     assert not _same_settings(current, dict(current, pop_size=7))
 
 
+def test_distillation_settings_count_only_when_distillation_was_on():
+    from smoea.compare import _same_settings
+
+    current = json.loads(json.dumps(tiny_config().as_dict()))
+    assert not current["distill"]
+    assert _same_settings(dict(current, distill_weight=0.9), current)  # off: no effect
+    on = dict(current, distill=True)
+    assert not _same_settings(dict(on, distill_weight=0.9), dict(on, distill_weight=0.5))
+
+
 def test_at_smoea_keeps_exactly_smoeas_counts(comparison):
     smoea = comparison["methods"]["smoea"]["runs"][0]["filters_after"]
     for name in AT_SMOEA:

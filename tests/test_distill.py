@@ -96,7 +96,7 @@ def test_a_resumed_distilled_prune_equals_an_uninterrupted_one(trained_tiny):
         copy.deepcopy(model), *args, _distilled_config(), "cpu", log=lambda m: None
     )
     assert report["distill"]["on"] and report["distill"]["teacher_val_accuracy"] > 0.5
-    assert report["final_finetune"]["ran"]["distill"] == {"temperature": 4.0, "weight": 0.9}
+    assert report["final_finetune"]["ran"]["distill"] == {"temperature": 4.0, "weight": 0.5}
 
     saved = {}
 
@@ -221,6 +221,6 @@ def test_train_from_with_a_teacher_distils_and_checks_its_settings(
     common += ["--teacher", str(baseline / "model.pt")]
     assert main(["train", *common, "--out", str(tmp_path / "t")]) == 0
     record = json.loads((tmp_path / "t" / "train.json").read_text())
-    assert record["history"][0]["distill"] == {"temperature": 4.0, "weight": 0.9}
+    assert record["history"][0]["distill"] == {"temperature": 4.0, "weight": 0.5}
     bad = ["--distill-temperature", "0", "--out", str(tmp_path / "u")]
     assert main(["train", *common, *bad]) == 2

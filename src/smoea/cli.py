@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--distill-weight",
         type=float,
-        default=0.9,
-        help="share of the distillation loss with --teacher, in [0, 1] (default 0.9)",
+        default=0.5,
+        help="share of the distillation loss with --teacher, in [0, 1] (default 0.5)",
     )
     _train_flags(p)
     p.add_argument(
@@ -672,7 +672,7 @@ def _baseline_of(args, out: Path) -> Path:
         trust_checkpoint=False,
         teacher=None,
         distill_temperature=4.0,
-        distill_weight=0.9,
+        distill_weight=0.5,
         epochs=args.train_epochs,
         lr=args.train_lr,
         batch_size=args.batch_size,

@@ -152,8 +152,10 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
 
 def _same_settings(saved: dict, current: dict) -> bool:
     """The saved run's settings equal these; keys added to the config since then must still
-    hold their defaults (an older run is reused only if nothing it did would differ)."""
-    defaults = json.loads(json.dumps(PruneConfig().as_dict()))
+    hold their defaults (an older run is reused only if nothing it did would differ). Settings
+    that had no effect (distillation's, with distillation off) are not compared."""
+    saved, current = _in_effect(saved), _in_effect(current)
+    defaults = _in_effect(json.loads(json.dumps(PruneConfig().as_dict())))
     for key, value in current.items():
         if key in saved:
             if saved[key] != value:
@@ -161,6 +163,12 @@ def _same_settings(saved: dict, current: dict) -> bool:
         elif value != defaults.get(key):
             return False
     return True
+
+
+def _in_effect(settings: dict) -> dict:
+    if settings.get("distill"):
+        return settings
+    return {k: v for k, v in settings.items() if not k.startswith("distill_")}
 
 
 def _short(result: dict) -> str:

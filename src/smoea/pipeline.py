@@ -60,7 +60,7 @@ class PruneConfig:
     eval_batch_size: int = 500
     distill: bool = False  # the unpruned model teaches every fine-tuning (see TrainConfig)
     distill_temperature: float = 4.0
-    distill_weight: float = 0.9
+    distill_weight: float = 0.5
     seed: int = 0
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=1, lr=0.01, schedule="cosine")
