@@ -247,12 +247,15 @@ def test_config_file_supplies_flags(tmp_path, capsys, image_archive):
     assert code == 2 and "nonsense_flag" in err[0]
 
 
-def test_prune_carves_the_split_the_baseline_trained_with(tmp_path, image_archive, baseline):
+def test_prune_carves_the_split_the_baseline_trained_with(
+    tmp_path, image_archive, baseline, capsys
+):
     record = torch.load(baseline / "model.pt", weights_only=True)
     assert record["split"] == {"val_size": 40, "seed": 0}
     out = tmp_path / "seed1"
     argv = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
     assert main([*argv, "--out", str(out), *PRUNE, "--seed", "1", "--final-epochs", "0"]) == 0
+    assert "before any recovery" in capsys.readouterr().err  # no final fine-tune: said so
     report = json.loads((out / "report.json").read_text())
     assert report["split"] == {"val_size": 40, "seed": 0} and report["seed"] == 1
     assert torch.load(out / "model.pt", weights_only=True)["split"] == record["split"]

@@ -623,6 +623,12 @@ def cmd_prune(args) -> None:
         f"{p['params']:,} ({report['params_ratio']:.2%})  MACs {p['macs']:,} "
         f"({report['macs_ratio']:.2%})  -> {out / 'model.pt'}"
     )
+    if config.final.epochs == 0:
+        print(
+            "note: --final-epochs 0: these accuracies are before any recovery (BatchNorm "
+            f"statistics not re-estimated); fine-tune with smoea train --from {out / 'model.pt'}",
+            file=sys.stderr,
+        )
 
 
 def _prune_resume_state(args) -> tuple[argparse.Namespace, dict | None]:
