@@ -131,16 +131,17 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
         log(f"seed {seed} {name}: reusing {path}")
         return saved
     smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
+    pruned = None
     try:
         teacher = make_model() if cfg.distill else None  # the unpruned baseline teaches
         result, pruned = run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
-        if save_model is not None and path is not None:
-            save_model(path.with_suffix(".pt"), pruned)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing method is reported, the comparison goes on
         reason = " ".join(str(exc).split()) or type(exc).__name__
         result = {"failed": f"{type(exc).__name__}: {reason}", "trace": traceback.format_exc()}
+    if pruned is not None and save_model is not None and path is not None:
+        save_model(path.with_suffix(".pt"), pruned)  # before the record: a reused run has it
     result.update(seed=seed, config=settings)
     if path is not None and distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
