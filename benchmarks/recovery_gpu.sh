@@ -9,8 +9,8 @@
 # Usage: bash benchmarks/recovery_gpu.sh DIR OUT [DEADLINE_S] [SLOTS]
 #   DIR holds base.pt (the unpruned baseline), cifar10-jpeg.tar.gz, smoea.pt (SMOEA's model before
 #   its final fine-tune) and l1p.pt (l1-progressive's); OUT receives results.tar (every finished
-#   run's train.json and log, re-packed every 20 s so that a run cut short still returns what
-#   finished) and the baseline's evaluation. Seconds per epoch are not comparable between runs:
+#   run's train.json and the end of its log, re-packed every 20 s so that a run cut short still
+#   returns what finished) and the baseline's evaluation. Seconds per epoch are not comparable between runs:
 #   the processes share the GPU; time-plain and time-distill (2 epochs each, run alone first)
 #   measure the time the teacher adds.
 set -uo pipefail
@@ -30,7 +30,7 @@ python3 -m smoea evaluate --checkpoint "$dir/base.pt" --data "$dir/cifar10-jpeg.
   --device "${DEVICE:-cuda}" >"$out/baseline.txt" 2>&1 || { cat "$out/baseline.txt"; exit 1; }
 echo "decoded and evaluated in $(( $(date +%s) - start )) s"; cat "$out/baseline.txt"
 
-# the time distillation adds, with nothing else on the GPU: one epoch each, one after the other
+# the time distillation adds, with nothing else on the GPU: two epochs each, one after the other
 for t in "" "--teacher $dir/base.pt"; do
   name=time-$([[ -n $t ]] && echo distill || echo plain)
   # shellcheck disable=SC2086

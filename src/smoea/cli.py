@@ -15,6 +15,7 @@ import torch
 
 from smoea import distributed
 from smoea.errors import SmoeaError
+from smoea.train import DISTILL_TEMPERATURE, DISTILL_WEIGHT
 
 
 def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
@@ -120,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--distill-temperature",
         type=float,
-        default=4.0,
-        help="softening temperature with --teacher (default 4.0)",
+        default=DISTILL_TEMPERATURE,
+        help=f"softening temperature with --teacher (default {DISTILL_TEMPERATURE})",
     )
     p.add_argument(
         "--distill-weight",
         type=float,
-        default=0.5,
-        help="share of the distillation loss with --teacher, in [0, 1] (default 0.5)",
+        default=DISTILL_WEIGHT,
+        help=f"share of the distillation loss with --teacher, in [0, 1] (default {DISTILL_WEIGHT})",
     )
     _train_flags(p)
     p.add_argument(
@@ -559,9 +560,7 @@ def cmd_prune(args) -> None:
     check_compatible(record, splits, args.checkpoint)
     if "normalize" in record:
         splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
-    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
-    extra["split"] = splits.split
-    extra["image_shape"] = list(splits.image_shape)
+    extra = _model_extra(record, splits)
     saved_args = {k: v for k, v in vars(args).items() if k != "resume"}
 
     def save_state(model, report) -> None:
@@ -677,8 +676,8 @@ def _baseline_of(args, out: Path) -> Path:
         from_checkpoint=None,
         trust_checkpoint=False,
         teacher=None,
-        distill_temperature=4.0,
-        distill_weight=0.5,
+        distill_temperature=DISTILL_TEMPERATURE,
+        distill_weight=DISTILL_WEIGHT,
         epochs=args.train_epochs,
         lr=args.train_lr,
         batch_size=args.batch_size,
@@ -813,13 +812,19 @@ def cmd_compare(args) -> None:
     print(table)
 
 
+def _model_extra(record: dict, splits) -> dict:
+    """What a pruned model's file carries beside its weights: the baseline's normalisation and
+    classes, the split it was pruned with and the image shape."""
+    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
+    return dict(extra, split=splits.split, image_shape=list(splits.image_shape))
+
+
 def _compare_model_saver(record: dict, splits):
-    """Saves a compare run's model as `smoea prune` does: the baseline's architecture (its
-    filters read off the pruned model), normalisation, classes, split and image shape."""
+    """Saves a compare run's model as `smoea prune` does (the baseline's architecture with the
+    filters read off the pruned model)."""
     from smoea.checkpoint import save_model
 
-    extra = {k: record[k] for k in ("normalize", "classes") if k in record}
-    extra.update(split=splits.split, image_shape=list(splits.image_shape))
+    extra = _model_extra(record, splits)
     return lambda path, model: save_model(path, model, record.get("arch"), extra)
 
 

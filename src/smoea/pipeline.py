@@ -30,7 +30,15 @@ from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, allowed_counts, plan_groups
-from smoea.train import Distill, TrainConfig, evaluate, train, what_ran
+from smoea.train import (
+    DISTILL_TEMPERATURE,
+    DISTILL_WEIGHT,
+    Distill,
+    TrainConfig,
+    evaluate,
+    train,
+    what_ran,
+)
 
 BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None}
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
@@ -59,8 +67,8 @@ class PruneConfig:
     round_to: int = 1  # kept filters per layer a multiple of this (or the whole layer)
     eval_batch_size: int = 500
     distill: bool = False  # the unpruned model teaches every fine-tuning (see TrainConfig)
-    distill_temperature: float = 4.0
-    distill_weight: float = 0.5
+    distill_temperature: float = DISTILL_TEMPERATURE
+    distill_weight: float = DISTILL_WEIGHT
     seed: int = 0
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=1, lr=0.01, schedule="cosine")

@@ -35,6 +35,11 @@ class TrainConfig:
         return asdict(self)
 
 
+# distillation defaults, chosen on validation after 10 epochs (benchmarks/results/recovery)
+DISTILL_TEMPERATURE = 4.0
+DISTILL_WEIGHT = 0.5
+
+
 @dataclass
 class Distill:
     """Distillation from a frozen teacher: the loss is (1 - weight) * label loss + weight * T^2 *
@@ -43,8 +48,8 @@ class Distill:
     gradients; its weights and BatchNorm statistics never change."""
 
     teacher: nn.Module
-    temperature: float = 4.0
-    weight: float = 0.5  # chosen on validation at 10 epochs (benchmarks/results/recovery)
+    temperature: float = DISTILL_TEMPERATURE
+    weight: float = DISTILL_WEIGHT
 
     def validate(self) -> None:
         if not self.temperature > 0:
