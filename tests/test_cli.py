@@ -255,7 +255,7 @@ def test_prune_carves_the_split_the_baseline_trained_with(
     out = tmp_path / "seed1"
     argv = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
     assert main([*argv, "--out", str(out), *PRUNE, "--seed", "1", "--final-epochs", "0"]) == 0
-    assert "before any recovery" in capsys.readouterr().err  # no final fine-tune: said so
+    assert "before any fine-tuning" in capsys.readouterr().err  # no final fine-tune: said so
     report = json.loads((out / "report.json").read_text())
     assert report["split"] == {"val_size": 40, "seed": 0} and report["seed"] == 1
     assert torch.load(out / "model.pt", weights_only=True)["split"] == record["split"]

@@ -99,6 +99,38 @@ def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny):
     assert [g["front"] for g in groups] == [g["front"] for g in runs[1]["groups"]]
 
 
+@pytest.mark.parametrize("measure", ["params", "macs"])
+def test_search_rule_plans_every_remaining_layer_and_lands_on_the_target(trained_tiny, measure):
+    model, splits = trained_tiny
+    target = {"target_params": 0.4} if measure == "params" else {"target_params": None}
+    if measure == "macs":
+        target["target_macs"] = 0.5
+    r = 0.4 if measure == "params" else 0.5
+    runs = []
+    for _ in range(2):
+        config = _config(budget="search", **target)
+        _, report = prune(
+            copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=lambda m: None
+        )
+        runs.append(report)
+    report = runs[0]
+    groups, layers = report["groups"], report["group_layers"]
+    assert r - 0.01 <= report[f"{measure}_ratio"] <= r + 1e-9
+    for g, group in enumerate(groups):
+        remaining = [i + 1 for rest in layers[g:] for i in rest]
+        assert group["searched_layers"] == remaining  # the search planned all that is left
+        if g < len(groups) - 1:
+            plan = group["plan"]
+            assert plan["rule"] == "search" and len(plan["kept"]) == len(remaining)
+            # the group applies exactly its part of the plan, and the plan met the target
+            assert group["filters_after"] == plan["kept"][: len(group["layers"])]
+            assert group["chosen"][1 + report["objectives"][1:].index(measure)] <= r + 1e-9
+            assert group["spent"] == pytest.approx(group["planned_share"])
+    assert groups[-1]["budget"] == r
+    assert all(k >= m for k, m in zip(report["filters_after"], report["min_keep"]))
+    assert report["filters_after"] == runs[1]["filters_after"]  # same seed, same masks
+
+
 def test_calibration_reads_training_images_only(trained_tiny, monkeypatch):
     model, splits = trained_tiny
     rows = lambda x: {bytes(r) for r in x.flatten(1).numpy()}  # noqa: E731
@@ -142,3 +174,24 @@ def test_statistics_are_restored_after_the_search_when_nothing_is_removed(traine
     after = {k: v for k, v in pruned.state_dict().items() if "running" in k}
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("images", [32, 0])
+def test_no_final_finetune_reestimates_batchnorm_on_training_images(trained_tiny, images):
+    from smoea.data import calibration_set, normalize
+
+    model, splits = trained_tiny
+    config = _config(calibration_images=images, finetune=TrainConfig(epochs=0))
+    pruned, report = prune(
+        copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=lambda m: None
+    )
+    assert [g["norms_reestimated"] for g in report["groups"]] == [images] * 5
+    conv = next(m for m in pruned.modules() if isinstance(m, torch.nn.Conv2d))
+    norm = next(m for m in pruned.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    calib = calibration_set(splits.train, 32, config.seed)
+    with torch.no_grad():
+        out = conv(normalize(calib.x, splits.mean, splits.std))
+    # re-estimated: the first BatchNorm's mean is its input's mean over the calibration images;
+    # without calibration images the statistics are the trained model's, not that mean
+    fits = torch.allclose(norm.running_mean, out.mean((0, 2, 3)), atol=1e-4)
+    assert fits == (images > 0)

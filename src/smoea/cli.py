@@ -623,9 +623,15 @@ def cmd_prune(args) -> None:
         f"({report['macs_ratio']:.2%})  -> {out / 'model.pt'}"
     )
     if config.final.epochs == 0:
+        calibrated = report["groups"][-1].get("norms_reestimated", 0)
+        norms = (
+            f"BatchNorm statistics re-estimated on {calibrated} training images"
+            if calibrated
+            else "BatchNorm statistics not re-estimated: --calibration-images 0"
+        )
         print(
-            "note: --final-epochs 0: these accuracies are before any recovery (BatchNorm "
-            f"statistics not re-estimated); fine-tune with smoea train --from {out / 'model.pt'}",
+            f"note: --final-epochs 0: these accuracies are before any fine-tuning ({norms}); "
+            f"fine-tune with smoea train --from {out / 'model.pt'}",
             file=sys.stderr,
         )
 

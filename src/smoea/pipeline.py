@@ -24,7 +24,7 @@ from smoea.data import (
     normalize,
 )
 from smoea.errors import SmoeaError
-from smoea.evaluator import ScoredEvaluator
+from smoea.evaluator import ScoredEvaluator, recalibrate
 from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
 from smoea.plan import Curve, allocate, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
@@ -40,7 +40,7 @@ from smoea.train import (
     what_ran,
 )
 
-BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None}
+BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None, "search": None}
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
 OBJECTIVES = ("error", "loss")
 SIZES = ("params", "macs")
@@ -281,6 +281,8 @@ class _Run:
             if g < len(self.groups) - 1 and self.cfg.finetune.epochs > 0:
                 tuned = self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}", g + 1)
                 self.report["groups"][-1]["finetune"] = tuned
+            elif g < len(self.groups) - 1 or self.cfg.final.epochs == 0:
+                self.report["groups"][-1]["norms_reestimated"] = self._reestimate_norms()
             if on_group_done is not None:
                 on_group_done(self.model, self.report)
             interrupt.check()
@@ -307,15 +309,16 @@ class _Run:
     def _stage(self, g: int, layers: list[int]) -> None:
         s = Structure(self.model, self.example)
         base = s.units_per_layer
-        genome = self._genome(s, layers)
+        span = self._span(g, layers)
+        genome = self._genome(s, span)
         budget, plan = self._budget(s, g)
-        budget = self._reachable(s, layers, budget)
+        budget = self._reachable(s, span, budget)
         evaluator = self._evaluator(s, genome)
         names = self.cfg.objective_list()
         problem = GroupProblem(
             evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
         )
-        l1 = [s.l1_norms(i) for i in layers]
+        l1 = [s.l1_norms(i) for i in span]
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
         c = self.cfg
         result = run_nsga2(
@@ -323,19 +326,26 @@ class _Run:
         )
         pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance, problem.size_column)
         x = result.X[pick]
-        if budget is not None:
+        if budget is not None:  # a plan of every remaining layer is filled up to the target too
             x = self._fit(problem, genome, x, l1, budget, g)
             self._note_unrounded(genome, x)
         chosen = [float(evaluator(x[None])[0])]
         chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
+        masks = {i: m for i, m in genome.split(x).items() if i in layers}
         before = self._fraction(s, base)
-        spent = before - float(problem.f2(x[None])[0])
-        s.remove(genome.split(x))
+        after = base.copy()
+        after[layers] = [int(m.sum()) for m in masks.values()]
+        spent = before - self._fraction(s, after)
+        if span != layers:  # the group's part of a plan for every remaining layer
+            plan = {"rule": "search", "kept": genome.kept(x[None], base)[0][span].tolist()}
+            budget = before - spent
+        s.remove(masks)
         self.report["groups"].append(
             {
                 "layers": [i + 1 for i in layers],
-                "filters_before": genome.units,
-                "filters_after": [int(m.sum()) for m in genome.split(x).values()],
+                "searched_layers": [i + 1 for i in span],
+                "filters_before": [int(base[i]) for i in layers],
+                "filters_after": [int(m.sum()) for m in masks.values()],
                 "budget": budget,
                 "planned_share": None if budget is None else before - budget,
                 "spent": spent,
@@ -353,6 +363,15 @@ class _Run:
             f"{desc}: {names[0]} {chosen[0]:.4f} on the search set, {sizes}, "
             f"{result.evaluations} evaluations in {result.seconds:.1f}s"
         )
+
+    def _span(self, g: int, layers: list[int]) -> list[int]:
+        """The layers group g's search decides: the group's own, or with `--budget search` and
+        a target, every layer still to prune (the search plans the whole rest of the model to
+        the target; only the group's part is applied, the rest is planned again after the
+        fine-tune)."""
+        if self.cfg.budget != "search" or self.cfg.target is None:
+            return list(layers)
+        return [i for rest in self.groups[g:] for i in rest]
 
     def _genome(self, s: Structure, layers: list[int]) -> Genome:
         base = s.units_per_layer
@@ -467,6 +486,8 @@ class _Run:
         need = max(0.0, now - r)
         if self.cfg.budget == "fronts":
             return self._planned_budget(s, g, now, need)
+        if self.cfg.budget == "search":  # the search's constraint is the target itself
+            return r, None
         masses = []
         for layers in self.groups[g:]:
             kept = full.copy()
@@ -509,6 +530,20 @@ class _Run:
             kept[layers] = [int(m.sum()) for m in masks]
             removed.append(now - self._fraction(s, kept))
         return Curve(list(layers), np.maximum.accumulate(np.array(removed)), error)
+
+    def _reestimate_norms(self) -> int:
+        """With no fine-tune after a removal, every BatchNorm re-estimates its statistics on the
+        calibration images (training split; reset, then a cumulative average), so the saved model
+        and the next group's search see statistics that fit the pruned layers (without it a
+        heavily pruned model can sit at chance). Returns how many images were used (0: none,
+        with --calibration-images 0)."""
+        if self.calibration is None or not len(self.calibration):
+            return 0
+        batches = chunks(self.calibration_normalised(), self.cfg.eval_batch_size, self.device)
+        with torch.no_grad():
+            recalibrate(self.model, [x for x, _ in batches])
+        self.model.eval()
+        return len(self.calibration)
 
     def _finetune(self, cfg: TrainConfig, desc: str, step: int) -> dict:
         """Fine-tune in place (each step draws its own seeded data order), or run the user's
@@ -645,7 +680,9 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         "--budget",
         default=d.budget,
         help="how much each group removes: fronts (planned from measured error curves, "
-        f"re-planned after each group) | heavy-late | proportional (default {d.budget})",
+        "re-planned after each group) | search (each group's search plans every remaining "
+        "layer to the target; the group's part is applied) | heavy-late | proportional "
+        f"(default {d.budget})",
     )
     p.add_argument(
         "--min-keep",
