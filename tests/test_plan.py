@@ -8,7 +8,7 @@ import torch
 
 from smoea import pipeline
 from smoea.pipeline import PruneConfig, prune
-from smoea.plan import Curve, allocate, top_k_masks
+from smoea.plan import Curve, allocate, allocate_level, top_k_masks
 from smoea.train import TrainConfig
 
 
@@ -35,6 +35,23 @@ def test_allocation_minimises_the_summed_rise_on_the_grid():
         other = np.interp(a, curves[0].removed, curves[0].rise)
         other += np.interp(need - a, curves[1].removed, curves[1].rise)
         assert cost <= other + 1e-9
+
+
+def test_level_allocation_gives_every_group_the_same_predicted_rise():
+    curves = [_curve(0.05, 40.0), _curve(0.3, 1.0), _curve(0.4, 2.0)]
+    shares = allocate_level(curves, 0.35)
+    assert shares.sum() == pytest.approx(0.35)
+    assert all(0 <= s <= c.removed[-1] + 1e-9 for s, c in zip(shares, curves))
+    rises = [np.interp(s, c.removed, c.rise) for s, c in zip(shares, curves)]
+    assert max(rises) - min(rises) < 1e-3  # one level for all (no group at its capacity here)
+    # unlike the least-sum rule, the steep group is not spared: it loses as much as the others
+    assert np.interp(allocate(curves, 0.35)[0], curves[0].removed, curves[0].rise) < rises[0]
+
+
+def test_level_allocation_caps_a_group_at_its_capacity():
+    curves = [_curve(0.02, 0.1), _curve(0.4, 5.0)]
+    shares = allocate_level(curves, 0.3)
+    assert shares[0] == pytest.approx(0.02, abs=1e-3) and shares.sum() == pytest.approx(0.3)
 
 
 def test_allocation_refuses_a_need_beyond_the_capacity():
@@ -71,12 +88,14 @@ def _config(**kw):
     return PruneConfig(**{**base, **kw})
 
 
-def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny):
+@pytest.mark.parametrize("rule", ["fronts", "level"])
+def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny, rule):
     model, splits = trained_tiny
     runs = []
     for _ in range(2):
+        config = _config(budget=rule)
         pruned, report = prune(
-            copy.deepcopy(model), splits.train, splits.val, _config(), "cpu", log=lambda m: None
+            copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=lambda m: None
         )
         runs.append(report)
     report = runs[0]

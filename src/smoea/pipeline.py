@@ -26,7 +26,7 @@ from smoea.data import (
 from smoea.errors import SmoeaError
 from smoea.evaluator import ScoredEvaluator, recalibrate
 from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
-from smoea.plan import Curve, allocate, top_k_masks
+from smoea.plan import Curve, allocate, allocate_level, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, allowed_counts, plan_groups
@@ -40,7 +40,13 @@ from smoea.train import (
     what_ran,
 )
 
-BUDGET_RULES = {"proportional": 1.0, "heavy-late": 2.0, "fronts": None, "search": None}
+BUDGET_RULES = {
+    "proportional": 1.0,
+    "heavy-late": 2.0,
+    "fronts": None,
+    "level": None,
+    "search": None,
+}
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
 OBJECTIVES = ("error", "loss")
 SIZES = ("params", "macs")
@@ -282,7 +288,9 @@ class _Run:
                 tuned = self._finetune(self.cfg.finetune, f"fine-tune after group {g + 1}", g + 1)
                 self.report["groups"][-1]["finetune"] = tuned
             elif g < len(self.groups) - 1 or self.cfg.final.epochs == 0:
-                self.report["groups"][-1]["norms_reestimated"] = self._reestimate_norms()
+                group = self.report["groups"][-1]
+                removed = group["filters_after"] != group["filters_before"]
+                group["norms_reestimated"] = self._reestimate_norms() if removed else 0
             if on_group_done is not None:
                 on_group_done(self.model, self.report)
             interrupt.check()
@@ -484,7 +492,7 @@ class _Run:
         full = s.units_per_layer
         now = self._fraction(s, full)
         need = max(0.0, now - r)
-        if self.cfg.budget == "fronts":
+        if self.cfg.budget in ("fronts", "level"):
             return self._planned_budget(s, g, now, need)
         if self.cfg.budget == "search":  # the search's constraint is the target itself
             return r, None
@@ -503,7 +511,7 @@ class _Run:
         """Measure every remaining group's curve on the current model, spread `need` over them
         with the least predicted error rise, and give group g its share."""
         curves = [self._curve(s, layers, now) for layers in self.groups[g:]]
-        shares = allocate(curves, need)
+        shares = (allocate_level if self.cfg.budget == "level" else allocate)(curves, need)
         share = min(float(shares[0]), float(curves[0].removed[-1]))
         share = max(share, need - sum(float(c.removed[-1]) for c in curves[1:]))
         plan = {
@@ -532,11 +540,11 @@ class _Run:
         return Curve(list(layers), np.maximum.accumulate(np.array(removed)), error)
 
     def _reestimate_norms(self) -> int:
-        """With no fine-tune after a removal, every BatchNorm re-estimates its statistics on the
-        calibration images (training split; reset, then a cumulative average), so the saved model
-        and the next group's search see statistics that fit the pruned layers (without it a
-        heavily pruned model can sit at chance). Returns how many images were used (0: none,
-        with --calibration-images 0)."""
+        """With no fine-tune after a group removed filters, every BatchNorm re-estimates its
+        statistics on the calibration images (training split; reset, then a cumulative average),
+        so the saved model and the next group's search see statistics that fit the pruned layers
+        (without it a heavily pruned model can sit at chance). Returns how many images were
+        used (0 with --calibration-images 0)."""
         if self.calibration is None or not len(self.calibration):
             return 0
         batches = chunks(self.calibration_normalised(), self.cfg.eval_batch_size, self.device)
@@ -680,8 +688,10 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         "--budget",
         default=d.budget,
         help="how much each group removes: fronts (planned from measured error curves, "
-        "re-planned after each group) | search (each group's search plans every remaining "
-        "layer to the target; the group's part is applied) | heavy-late | proportional "
+        "re-planned after each group; least summed predicted error rise) | level (the same "
+        "curves, every group the same predicted rise) | search (each group's search plans "
+        "every remaining layer to the target; the group's part is applied) | heavy-late | "
+        "proportional "
         f"(default {d.budget})",
     )
     p.add_argument(

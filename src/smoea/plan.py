@@ -77,6 +77,37 @@ def allocate(curves: list[Curve], need: float, steps: int = 200) -> np.ndarray:
     return _backtrack(choices, steps, need / steps, len(curves))
 
 
+def allocate_level(curves: list[Curve], need: float, steps: int = 60) -> np.ndarray:
+    """Shares of `need` per curve at one common predicted rise (FastNAS's rule: every group
+    may lose as much, found by bisection on that level); summing to `need`, within capacity."""
+    if need <= 0:
+        return np.zeros(len(curves))
+    capacity = sum(float(c.removed[-1]) for c in curves)
+    if capacity < need - 1e-9:
+        raise SmoeaError(f"the groups can remove {capacity:.4f} of the model, not {need:.4f}")
+    low, high = 0.0, max(float(c.rise[-1]) for c in curves)
+    if _removed_at(curves, low).sum() >= need:  # free removal covers it: share it out
+        free = _removed_at(curves, low)
+        return free * (need / free.sum())
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if _removed_at(curves, mid).sum() < need else (low, mid)
+    below, above = _removed_at(curves, low), _removed_at(curves, high)
+    # between the two levels, interpolate so that the shares sum to `need` exactly
+    t = (need - below.sum()) / max(above.sum() - below.sum(), 1e-12)
+    return below + np.clip(t, 0.0, 1.0) * (above - below)
+
+
+def _removed_at(curves: list[Curve], level: float, points: int = 1001) -> np.ndarray:
+    """Per curve, the most it removes with a predicted rise at most `level`."""
+    out = []
+    for c in curves:
+        x = np.linspace(0.0, float(c.removed[-1]), points)
+        ok = np.interp(x, c.removed, c.rise) <= level + 1e-12
+        out.append(float(x[ok].max()) if ok.any() else 0.0)
+    return np.array(out)
+
+
 def _cost_on_grid(curve: Curve, grid: np.ndarray) -> np.ndarray:
     """The curve's rise interpolated at the grid; infinite where the group cannot remove that
     much. A group whose capacity falls between grid points may take its last point too."""
