@@ -326,17 +326,8 @@ class _Run:
         problem = GroupProblem(
             evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
         )
-        l1 = [s.l1_norms(i) for i in span]
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
-        c = self.cfg
-        result = run_nsga2(
-            problem, l1, c.pop_size, c.generations, c.seed + g, desc, genome_kind=c.genome
-        )
-        pick = choose(result.F, self.cfg.select, budget, self.cfg.tolerance, problem.size_column)
-        x = result.X[pick]
-        if budget is not None:  # a plan of every remaining layer is filled up to the target too
-            x = self._fit(problem, genome, x, l1, budget, g)
-            self._note_unrounded(genome, x)
+        result, x = self._search(problem, [s.l1_norms(i) for i in span], g, desc)
         chosen = [float(evaluator(x[None])[0])]
         chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
         masks = {i: m for i, m in genome.split(x).items() if i in layers}
@@ -371,6 +362,20 @@ class _Run:
             f"{desc}: {names[0]} {chosen[0]:.4f} on the search set, {sizes}, "
             f"{result.evaluations} evaluations in {result.seconds:.1f}s"
         )
+
+    def _search(self, problem: GroupProblem, l1: list[np.ndarray], g: int, desc: str):
+        """NSGA-II on the problem, then the choice on its front, fitted to the budget (a plan
+        of every remaining layer is filled up to the target too)."""
+        c, genome = self.cfg, problem.evaluator.genome
+        result = run_nsga2(
+            problem, l1, c.pop_size, c.generations, c.seed + g, desc, genome_kind=c.genome
+        )
+        budget = problem.budget
+        x = result.X[choose(result.F, c.select, budget, c.tolerance, problem.size_column)]
+        if budget is not None:
+            x = self._fit(problem, genome, x, l1, budget, g)
+            self._note_unrounded(genome, x)
+        return result, x
 
     def _span(self, g: int, layers: list[int]) -> list[int]:
         """The layers group g's search decides: the group's own, or with `--budget search` and
