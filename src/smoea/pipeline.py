@@ -397,14 +397,7 @@ class _Run:
         c = self.cfg
         if self.loop.score is not None:
             batches = chunks(self.search_normalised(), c.eval_batch_size, self.device)
-            calib = None
-            if self.calibration is not None and len(self.calibration):
-                calib = [
-                    x
-                    for x, _ in chunks(
-                        self.calibration_normalised(), c.eval_batch_size, self.device
-                    )
-                ]
+            calib = self._calibration_batches() or None
             return ScoredEvaluator(
                 s, genome, batches, self.loop.score, self.loop.higher_is_better, calib
             )
@@ -427,6 +420,13 @@ class _Run:
     def calibration_normalised(self) -> TensorData:
         c = self.calibration
         return TensorData(normalize(c.x, self.splits.mean, self.splits.std), c.y)
+
+    def _calibration_batches(self) -> list[torch.Tensor]:
+        """The calibration images, normalised, in batches on the device (none without them)."""
+        if self.calibration is None or not len(self.calibration):
+            return []
+        data = self.calibration_normalised()
+        return [x for x, _ in chunks(data, self.cfg.eval_batch_size, self.device)]
 
     def _fraction(self, s: Structure, kept: np.ndarray) -> float:
         """The target's measure of the whole model with `kept` units, as a fraction."""
@@ -550,11 +550,11 @@ class _Run:
         so the saved model and the next group's search see statistics that fit the pruned layers
         (without it a heavily pruned model can sit at chance). Returns how many images were
         used (0 with --calibration-images 0)."""
-        if self.calibration is None or not len(self.calibration):
+        batches = self._calibration_batches()
+        if not batches:
             return 0
-        batches = chunks(self.calibration_normalised(), self.cfg.eval_batch_size, self.device)
         with torch.no_grad():
-            recalibrate(self.model, [x for x, _ in batches])
+            recalibrate(self.model, batches)
         self.model.eval()
         return len(self.calibration)
 

@@ -85,10 +85,10 @@ def allocate_level(curves: list[Curve], need: float, steps: int = 60) -> np.ndar
     capacity = sum(float(c.removed[-1]) for c in curves)
     if capacity < need - 1e-9:
         raise SmoeaError(f"the groups can remove {capacity:.4f} of the model, not {need:.4f}")
-    low, high = 0.0, max(float(c.rise[-1]) for c in curves)
-    if _removed_at(curves, low).sum() >= need:  # free removal covers it: share it out
-        free = _removed_at(curves, low)
+    free = _removed_at(curves, 0.0)
+    if free.sum() >= need:  # removal predicted to cost nothing covers it: share it out
         return free * (need / free.sum())
+    low, high = 0.0, max(float(c.rise[-1]) for c in curves)
     for _ in range(steps):
         mid = 0.5 * (low + high)
         low, high = (mid, high) if _removed_at(curves, mid).sum() < need else (low, mid)
