@@ -8,7 +8,7 @@ import torch
 
 from smoea import pipeline
 from smoea.pipeline import PruneConfig, prune
-from smoea.plan import Curve, allocate, allocate_level, top_k_masks
+from smoea.plan import Curve, allocate, allocate_level, lower_envelope, top_k_masks
 from smoea.train import TrainConfig
 
 
@@ -88,7 +88,41 @@ def _config(**kw):
     return PruneConfig(**{**base, **kw})
 
 
-@pytest.mark.parametrize("rule", ["fronts", "level"])
+def test_lower_envelope_never_exceeds_a_point_that_removes_as_much():
+    removed = np.array([0.0, 0.3, 0.1, 0.2, 0.25, 0.4])
+    error = np.array([0.1, 0.3, 0.25, 0.15, 0.4, 0.5])
+    x, e = lower_envelope(removed, error)
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(e) >= 0)
+    for r, f in zip(removed, error):  # every point is at or above the envelope where it lies
+        assert e[np.searchsorted(x, r, side="left")] <= f
+    assert e.tolist() == [0.1, 0.15, 0.15, 0.3, 0.3, 0.5]
+
+
+def test_search_fronts_curves_join_a_search_front_and_are_recorded(trained_tiny):
+    model, splits = trained_tiny
+    _, plain = prune(
+        copy.deepcopy(model), splits.train, splits.val, _config(), "cpu", log=lambda m: None
+    )
+    config = _config(budget="search-fronts")
+    _, report = prune(
+        copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=lambda m: None
+    )
+    first, first_plain = report["groups"][0]["plan"], plain["groups"][0]["plan"]
+    curve, curve_plain = first["curves"][0], first_plain["curves"][0]
+    assert len(curve["removed"]) > len(curve_plain["removed"])  # the front's points joined
+    assert np.all(np.diff(curve["error"]) >= 0)
+    # the envelope only lowers the L1 curve: at each L1 point, at most its error
+    x, e = np.array(curve["removed"]), np.array(curve["error"])
+    for r, f in zip(curve_plain["removed"], curve_plain["error"]):
+        assert e[np.searchsorted(x, r - 1e-12)] <= f + 1e-9
+    assert first["evaluations"] > first_plain["evaluations"]
+    assert report["plan_evaluations"] == sum(
+        g["plan"]["evaluations"] for g in report["groups"][:-1]
+    )
+    assert report["search_seconds"] >= report["plan_seconds"] > 0
+
+
+@pytest.mark.parametrize("rule", ["fronts", "level", "search-fronts"])
 def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny, rule):
     model, splits = trained_tiny
     runs = []

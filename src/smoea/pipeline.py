@@ -26,7 +26,7 @@ from smoea.data import (
 from smoea.errors import SmoeaError
 from smoea.evaluator import ScoredEvaluator, recalibrate
 from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
-from smoea.plan import Curve, allocate, allocate_level, top_k_masks
+from smoea.plan import Curve, allocate, allocate_level, lower_envelope, top_k_masks
 from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, allowed_counts, plan_groups
@@ -44,10 +44,12 @@ BUDGET_RULES = {
     "proportional": 1.0,
     "heavy-late": 2.0,
     "fronts": None,
+    "search-fronts": None,
     "level": None,
     "search": None,
 }
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
+PLAN_SEARCH = (16, 4)  # population, generations of a `search-fronts` curve's short NSGA-II
 OBJECTIVES = ("error", "loss")
 SIZES = ("params", "macs")
 
@@ -303,7 +305,10 @@ class _Run:
             filters_after=kept.tolist(),
             params_ratio=float(s.count(kept, "params")[0] / self.original["params"]),
             macs_ratio=float(s.count(kept, "macs")[0] / self.original["macs"]),
-            search_seconds=sum(gr["seconds"] for gr in self.report["groups"]),
+            plan_seconds=self._plan_total("seconds"),
+            plan_evaluations=int(self._plan_total("evaluations")),
+            search_seconds=sum(gr["seconds"] for gr in self.report["groups"])
+            + self._plan_total("seconds"),
             total_seconds=time.perf_counter() - start,
         )
         r, what = self.cfg.target, self.cfg.measure
@@ -313,6 +318,11 @@ class _Run:
                 f"below {r - 0.01:.4f}: its filters are too coarse to land nearer {r}"
             )
         return self.model.eval(), self.report
+
+    def _plan_total(self, key: str) -> float:
+        """Seconds or evaluations the measured plans (`fronts` and the like) spent in all."""
+        plans = [gr.get("plan") or {} for gr in self.report["groups"]]
+        return float(sum(p.get(key, 0) for p in plans))
 
     def _stage(self, g: int, layers: list[int]) -> None:
         s = Structure(self.model, self.example)
@@ -497,7 +507,7 @@ class _Run:
         full = s.units_per_layer
         now = self._fraction(s, full)
         need = max(0.0, now - r)
-        if self.cfg.budget in ("fronts", "level"):
+        if self.cfg.budget in ("fronts", "search-fronts", "level"):
             return self._planned_budget(s, g, now, need)
         if self.cfg.budget == "search":  # the search's constraint is the target itself
             return r, None
@@ -515,7 +525,8 @@ class _Run:
     def _planned_budget(self, s: Structure, g: int, now: float, need: float):
         """Measure every remaining group's curve on the current model, spread `need` over them
         with the least predicted error rise, and give group g its share."""
-        curves = [self._curve(s, layers, now) for layers in self.groups[g:]]
+        start, evaluations = time.perf_counter(), [0]
+        curves = [self._curve(s, layers, now, g, evaluations) for layers in self.groups[g:]]
         shares = (allocate_level if self.cfg.budget == "level" else allocate)(curves, need)
         share = min(float(shares[0]), float(curves[0].removed[-1]))
         share = max(share, need - sum(float(c.removed[-1]) for c in curves[1:]))
@@ -523,6 +534,8 @@ class _Run:
             "need": need,
             "shares": shares.tolist(),
             "curves": [c.as_dict() for c in curves],
+            "evaluations": evaluations[0],
+            "seconds": time.perf_counter() - start,
         }
         self.log(
             f"plan before group {g + 1}: remove {need:.4f} of the {self.cfg.measure} in all, "
@@ -530,8 +543,12 @@ class _Run:
         )
         return float(now - share), plan
 
-    def _curve(self, s: Structure, layers: list[int], now: float) -> Curve:
-        """One group's f1 at L1 top-k ratios, calibrated, with every other layer as it is."""
+    def _curve(
+        self, s: Structure, layers: list[int], now: float, g: int, evaluations: list[int]
+    ) -> Curve:
+        """One group's f1 at L1 top-k ratios, calibrated, with every other layer as it is;
+        with `--budget search-fronts`, the lower envelope of those points and a short NSGA-II
+        front of the group (so the plan sees what the group's search can reach)."""
         genome = self._genome(s, layers)
         evaluator = self._evaluator(s, genome)
         l1 = [s.l1_norms(i) for i in layers]
@@ -542,7 +559,29 @@ class _Run:
             kept = s.units_per_layer.copy()
             kept[layers] = [int(m.sum()) for m in masks]
             removed.append(now - self._fraction(s, kept))
-        return Curve(list(layers), np.maximum.accumulate(np.array(removed)), error)
+        removed = np.maximum.accumulate(np.array(removed))
+        if self.cfg.budget == "search-fronts":
+            removed, error = self._with_front(s, evaluator, l1, now, g, removed, error)
+        evaluations[0] += evaluator.evaluations
+        return Curve(list(layers), removed, error)
+
+    def _with_front(self, s, evaluator, l1, now: float, g: int, removed, error):
+        """The curve's points joined with a short unconstrained NSGA-II front of the group,
+        reduced to the lower envelope: at each size removed, the least error of any point
+        that removes at least as much."""
+        pop, generations = PLAN_SEARCH
+        problem = GroupProblem(
+            evaluator,
+            s.units_per_layer,
+            self.original,
+            None,
+            self.cfg.measure,
+            (self.cfg.measure,),
+        )
+        seed = self.cfg.seed + 1000 * (g + 1) + evaluator.genome.layers[0]
+        result = run_nsga2(problem, l1, pop, generations, seed, "plan", genome_kind=self.cfg.genome)
+        removed = np.concatenate([removed, now - result.F[:, 1]])
+        return lower_envelope(removed, np.concatenate([error, result.F[:, 0]]))
 
     def _reestimate_norms(self) -> int:
         """With no fine-tune after a group removed filters, every BatchNorm re-estimates its
@@ -694,7 +733,8 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         default=d.budget,
         help="how much each group removes: fronts (planned from measured error curves, "
         "re-planned after each group; least summed predicted error rise) | level (the same "
-        "curves, every group the same predicted rise) | search (each group's search plans "
+        "curves, every group the same predicted rise) | search-fronts (fronts, each curve "
+        "joined with a short NSGA-II front of its group) | search (each group's search plans "
         "every remaining layer to the target; the group's part is applied) | heavy-late | "
         "proportional "
         f"(default {d.budget})",

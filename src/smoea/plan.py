@@ -55,6 +55,14 @@ def top_k_masks(
     return out
 
 
+def lower_envelope(removed: np.ndarray, error: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points sorted by size removed, each error replaced by the least error of any point that
+    removes at least as much (a group that can remove more at that error can remove less)."""
+    order = np.argsort(removed, kind="stable")
+    removed, error = np.asarray(removed)[order], np.asarray(error)[order]
+    return removed, np.minimum.accumulate(error[::-1])[::-1]
+
+
 def allocate(curves: list[Curve], need: float, steps: int = 200) -> np.ndarray:
     """Shares of `need` (whole-model fraction to remove) per curve, summing to `need`, that
     minimise the summed predicted rise; a share never exceeds what its group can remove."""
