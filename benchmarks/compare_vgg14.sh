@@ -11,5 +11,5 @@ shift || true
 data=${SMOEA_DATA:-../shared/data/cifar10-jpeg.tar.gz}
 methods=${METHODS:-smoea,l1,whole-nsga2}
 smoea compare --checkpoint "$runs/base-w05/model.pt" --dataset cifar10 --data "$data" \
-  --target-params 0.1656 --methods "$methods" --seeds 0,1 --final-epochs 1 \
+  --target-params 0.1656 --methods "$methods" --seeds 0,1 --finetune-epochs 1 --final-epochs 1 \
   --out "$runs/compare-w05" "$@" 2> "$runs/compare-w05.log"

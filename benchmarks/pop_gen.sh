@@ -14,7 +14,7 @@ for setting in $settings; do
   gen=${setting#*x}
   out="$runs/popgen-$setting"
   smoea prune --checkpoint "$runs/base-w05/model.pt" --dataset cifar10 --data "$data" \
-    --target-params 0.1656 --seed 0 --pop-size "$pop" --generations "$gen" --final-epochs 1 \
+    --target-params 0.1656 --seed 0 --pop-size "$pop" --generations "$gen" --finetune-epochs 1 --final-epochs 1 \
     --out "$out" --force 2> "$out.log"
   python - "$out/report.json" "$setting" <<'PY'
 import json, sys
