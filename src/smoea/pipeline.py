@@ -758,7 +758,8 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         "--finetune-epochs",
         type=int,
         default=d.finetune.epochs,
-        help=f"fine-tuning epochs after each group but the last (default {d.finetune.epochs})",
+        help="fine-tuning epochs after each group but the last; 0: BatchNorm re-estimated "
+        f"on the calibration images instead (default {d.finetune.epochs})",
     )
     p.add_argument(
         "--finetune-lr",
