@@ -26,4 +26,4 @@ resume=()
 [[ -d $out/runs ]] && resume=(--resume)
 smoea compare --checkpoint ../shared/baselines/vgg14-w05-cifar10/model.pt --dataset cifar10 \
   --data ../shared/data/cifar10-jpeg.tar.gz "${tflag[@]}" --methods "$methods" --seeds "$seeds" \
-  --final-epochs 1 --calibration-images 128 --out "$out" "${resume[@]}" "$@"
+  --finetune-epochs 1 --final-epochs 1 --calibration-images 128 --out "$out" "${resume[@]}" "$@"
