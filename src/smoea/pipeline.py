@@ -527,8 +527,9 @@ class _Run:
     def _planned_budget(self, s: Structure, g: int, now: float, need: float):
         """Measure every remaining group's curve on the current model, spread `need` over them
         with the least predicted error rise, and give group g its share."""
-        start, evaluations = time.perf_counter(), [0]
-        curves = [self._curve(s, layers, now, g, evaluations) for layers in self.groups[g:]]
+        start = time.perf_counter()
+        measured = [self._curve(s, layers, now, g) for layers in self.groups[g:]]
+        curves = [curve for curve, _ in measured]
         shares = (allocate_level if self.cfg.budget == "level" else allocate)(curves, need)
         share = min(float(shares[0]), float(curves[0].removed[-1]))
         share = max(share, need - sum(float(c.removed[-1]) for c in curves[1:]))
@@ -536,7 +537,7 @@ class _Run:
             "need": need,
             "shares": shares.tolist(),
             "curves": [c.as_dict() for c in curves],
-            "evaluations": evaluations[0],
+            "evaluations": sum(n for _, n in measured),
             "seconds": time.perf_counter() - start,
         }
         self.log(
@@ -545,12 +546,11 @@ class _Run:
         )
         return float(now - share), plan
 
-    def _curve(
-        self, s: Structure, layers: list[int], now: float, g: int, evaluations: list[int]
-    ) -> Curve:
+    def _curve(self, s: Structure, layers: list[int], now: float, g: int) -> tuple[Curve, int]:
         """One group's f1 at L1 top-k ratios, calibrated, with every other layer as it is;
         with `--budget search-fronts`, the lower envelope of those points and a short NSGA-II
-        front of the group (so the plan sees what the group's search can reach)."""
+        front of the group (so the plan sees what the group's search can reach). Also returns
+        how many candidates it scored."""
         genome = self._genome(s, layers)
         evaluator = self._evaluator(s, genome)
         l1 = [s.l1_norms(i) for i in layers]
@@ -564,8 +564,7 @@ class _Run:
         removed = np.maximum.accumulate(np.array(removed))
         if self.cfg.budget == "search-fronts":
             removed, error = self._with_front(s, evaluator, l1, now, g, removed, error)
-        evaluations[0] += evaluator.evaluations
-        return Curve(list(layers), removed, error)
+        return Curve(list(layers), removed, error), evaluator.evaluations
 
     def _with_front(self, s, evaluator, l1, now: float, g: int, removed, error):
         """The curve's points joined with a short unconstrained NSGA-II front of the group,
