@@ -303,14 +303,14 @@ class _Run:
             self.report["final_finetune"] = tuned
         s = Structure(self.model, self.example)
         kept = s.units_per_layer
+        plan_seconds = self._plan_total("seconds")
         self.report.update(
             filters_after=kept.tolist(),
             params_ratio=float(s.count(kept, "params")[0] / self.original["params"]),
             macs_ratio=float(s.count(kept, "macs")[0] / self.original["macs"]),
-            plan_seconds=self._plan_total("seconds"),
+            plan_seconds=plan_seconds,
             plan_evaluations=int(self._plan_total("evaluations")),
-            search_seconds=sum(gr["seconds"] for gr in self.report["groups"])
-            + self._plan_total("seconds"),
+            search_seconds=sum(gr["seconds"] for gr in self.report["groups"]) + plan_seconds,
             total_seconds=time.perf_counter() - start,
         )
         r, what = self.cfg.target, self.cfg.measure
