@@ -238,7 +238,9 @@ def test_no_final_finetune_reestimates_batchnorm_on_training_images(trained_tiny
     pruned, report = prune(
         copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=lambda m: None
     )
-    assert [g["norms_reestimated"] for g in report["groups"]] == [images] * 5
+    removed = [g["filters_after"] != g["filters_before"] for g in report["groups"]]
+    assert any(removed)
+    assert [g["norms_reestimated"] for g in report["groups"]] == [images * r for r in removed]
     conv = next(m for m in pruned.modules() if isinstance(m, torch.nn.Conv2d))
     norm = next(m for m in pruned.modules() if isinstance(m, torch.nn.BatchNorm2d))
     calib = calibration_set(splits.train, 32, config.seed)

@@ -623,17 +623,27 @@ def cmd_prune(args) -> None:
         f"({report['macs_ratio']:.2%})  -> {out / 'model.pt'}"
     )
     if config.final.epochs == 0:
-        calibrated = report["groups"][-1].get("norms_reestimated", 0)
-        norms = (
-            f"BatchNorm statistics re-estimated on {calibrated} training images"
-            if calibrated
-            else "BatchNorm statistics not re-estimated: --calibration-images 0"
-        )
+        norms = _norms_note(report, config.calibration_images)
         print(
             f"note: --final-epochs 0: these accuracies are before any fine-tuning ({norms}); "
             f"fine-tune with smoea train --from {out / 'model.pt'}",
             file=sys.stderr,
         )
+
+
+def _norms_note(report: dict, calibration_images: int) -> str:
+    """Whether, and after which group, the BatchNorm statistics were last re-estimated."""
+    done = [
+        (k, g["norms_reestimated"])
+        for k, g in enumerate(report["groups"], start=1)
+        if g.get("norms_reestimated")
+    ]
+    if done:
+        k, images = done[-1]
+        return f"BatchNorm statistics re-estimated on {images} training images after group {k}"
+    if not calibration_images:
+        return "BatchNorm statistics not re-estimated: --calibration-images 0"
+    return "BatchNorm statistics not re-estimated: no group removed a filter"
 
 
 def _prune_resume_state(args) -> tuple[argparse.Namespace, dict | None]:

@@ -157,6 +157,7 @@ def _same_settings(saved: dict, current: dict) -> bool:
     that had no effect (distillation's, with distillation off) are not compared."""
     saved, current = _in_effect(saved), _in_effect(current)
     defaults = _in_effect(json.loads(json.dumps(PruneConfig().as_dict())))
+    defaults.update(SETTINGS_BEFORE_THEIR_FLAG)
     for key, value in current.items():
         if key in saved:
             if saved[key] != value:
@@ -166,10 +167,19 @@ def _same_settings(saved: dict, current: dict) -> bool:
     return True
 
 
+# what a run recorded before a setting existed did: every group searched pop x generations
+SETTINGS_BEFORE_THEIR_FLAG = {"effort": "fixed"}
+
+
 def _in_effect(settings: dict) -> dict:
-    if settings.get("distill"):
-        return settings
-    return {k: v for k, v in settings.items() if not k.startswith("distill_")}
+    """The settings that change what a run does (distillation's only with distillation on,
+    the evaluation total only with effort "plan")."""
+    drop = set()
+    if not settings.get("distill"):
+        drop |= {k for k in settings if k.startswith("distill_")}
+    if settings.get("effort", SETTINGS_BEFORE_THEIR_FLAG["effort"]) != "plan":
+        drop.add("evaluations")
+    return {k: v for k, v in settings.items() if k not in drop}
 
 
 def _short(result: dict) -> str:

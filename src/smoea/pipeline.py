@@ -27,7 +27,14 @@ from smoea.errors import SmoeaError
 from smoea.evaluator import ScoredEvaluator, recalibrate
 from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
 from smoea.plan import Curve, allocate, allocate_level, lower_envelope, top_k_masks
-from smoea.search import GENOMES, Genome, GroupProblem, make_evaluator, run_nsga2
+from smoea.search import (
+    GENOMES,
+    Genome,
+    GroupProblem,
+    SearchResult,
+    make_evaluator,
+    run_nsga2,
+)
 from smoea.select import RULES, choose, fit_to_budget
 from smoea.structure import Structure, allowed_counts, plan_groups
 from smoea.train import (
@@ -50,6 +57,9 @@ BUDGET_RULES = {
 }
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
 PLAN_SEARCH = (16, 4)  # population, generations of a `search-fronts` curve's short NSGA-II
+EFFORTS = ("plan", "fixed")
+MIN_SEARCH_GENERATIONS = 2  # a group allotted fewer evaluations than this many generations is
+# not searched: the plan's point (L1 top-k at the planned share) is applied instead
 OBJECTIVES = ("error", "loss")
 SIZES = ("params", "macs")
 
@@ -64,7 +74,12 @@ class PruneConfig:
     groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
     genome: str = "counts"  # counts: kept counts per layer, top by L1; bits: a bit per filter
     pop_size: int = 24
-    generations: int = 20
+    generations: int = 20  # per group with effort "fixed" (or without a target)
+    # plan: the groups' searches share `evaluations` in proportion to what each is planned to
+    # remove (a group planned to remove almost nothing is not searched); fixed: every group
+    # searches pop_size x generations, as before (README, "Search effort follows the plan")
+    effort: str = "plan"
+    evaluations: int = 960
     search_size: int = 500
     calibration_images: int = 128  # training images for adaptive BatchNorm; 0 turns it off
     objective: str = "error"
@@ -120,6 +135,14 @@ class PruneConfig:
             raise SmoeaError(f"unknown --genome {self.genome!r}; choose {', '.join(GENOMES)}")
         if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
             raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
+        if self.effort not in EFFORTS:
+            raise SmoeaError(f"unknown --effort {self.effort!r}; choose {', '.join(EFFORTS)}")
+        if self.effort == "plan" and self.evaluations < MIN_SEARCH_GENERATIONS * self.pop_size:
+            raise SmoeaError(
+                f"--evaluations {self.evaluations} is too small to search: give at least "
+                f"{MIN_SEARCH_GENERATIONS * self.pop_size} ({MIN_SEARCH_GENERATIONS} generations "
+                f"of --pop-size {self.pop_size}), or --effort fixed"
+            )
         if self.calibration_images < 0:
             raise SmoeaError(f"--calibration-images must be >= 0, got {self.calibration_images}")
         if not 0 <= self.min_keep < 1:
@@ -339,9 +362,16 @@ class _Run:
             evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
         )
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
-        result, x = self._search(problem, [s.l1_norms(i) for i in span], g, desc)
+        effort = self._effort(s, g, span, budget)
+        l1 = [s.l1_norms(i) for i in span]
+        if effort["searched"]:
+            result, x = self._search(problem, l1, g, desc, effort["evaluations"])
+        else:
+            result, x = self._plan_point(problem, l1, g, desc, effort)
         chosen = [float(evaluator(x[None])[0])]
         chosen += [float(problem.fraction(x[None], what)[0]) for what in problem.sizes]
+        if not effort["searched"]:
+            result.F = np.array([chosen])
         masks = {i: m for i, m in genome.split(x).items() if i in layers}
         before = self._fraction(s, base)
         after = base.copy()
@@ -363,24 +393,83 @@ class _Run:
                 "plan": plan,
                 "front": result.F.tolist(),
                 "chosen": chosen,
-                "evaluations": result.evaluations,
+                "evaluations": evaluator.evaluations,
+                "effort": effort,
                 "evaluator": evaluator.mode,
                 "seconds": result.seconds,
                 "evaluations_per_second": result.evaluations / max(result.seconds, 1e-9),
             }
         )
         sizes = ", ".join(f"{n} {v:.4f}" for n, v in zip(problem.sizes, chosen[1:]))
+        how = "searched" if effort["searched"] else "the plan's point, not searched"
         self.log(
             f"{desc}: {names[0]} {chosen[0]:.4f} on the search set, {sizes}, "
-            f"{result.evaluations} evaluations in {result.seconds:.1f}s"
+            f"{evaluator.evaluations} evaluations in {result.seconds:.1f}s ({how})"
         )
 
-    def _search(self, problem: GroupProblem, l1: list[np.ndarray], g: int, desc: str):
-        """NSGA-II on the problem, then the choice on its front, fitted to the budget (a plan
-        of every remaining layer is filled up to the target too)."""
+    def _effort(self, s: Structure, g: int, span: list[int], budget: float | None) -> dict:
+        """How many candidates group g's search may score: with effort "plan" and a target, the
+        evaluations left times the group's planned share of what is still to remove (the last
+        group gets all that is left). A group allotted fewer than MIN_SEARCH_GENERATIONS
+        generations is not searched: its plan point is applied. Without a target, with effort
+        "fixed" or with `--budget search` (whose search is the plan), pop_size x generations."""
+        c = self.cfg
+        if c.effort == "fixed" or budget is None or span != self.groups[g]:
+            return {"rule": "fixed", "searched": True, "evaluations": None}
+        before = self._fraction(s, s.units_per_layer)
+        need, share = before - c.target, before - budget
+        spent = sum(gr["evaluations"] for gr in self.report["groups"])
+        left = max(0, c.evaluations - spent)
+        last = g == len(self.groups) - 1
+        allotted = left if last else int(round(left * share / need)) if need > 1e-12 else 0
+        threshold = MIN_SEARCH_GENERATIONS * c.pop_size
+        return {
+            "rule": "plan",
+            "searched": allotted >= threshold,
+            "evaluations": allotted,
+            "threshold": threshold,
+            "share": share,
+            "need": need,
+            "total": c.evaluations,
+            "left": left,
+        }
+
+    def _plan_point(self, problem: GroupProblem, l1: list[np.ndarray], g: int, desc, effort):
+        """The group's cut without a search: its weakest units by L1, layer by layer at about
+        one ratio (the plan curve's family), down to the group's budget."""
+        start = time.perf_counter()
+        x = np.ones(problem.evaluator.genome.n_var, dtype=bool)
+        if problem.budget is not None:
+            x = self._fit(problem, problem.evaluator.genome, x, l1, problem.budget, g)
+        self.log(
+            f"{desc}: planned share {effort['share']:.4f} of {effort['need']:.4f} gets "
+            f"{effort['evaluations']} of {effort['left']} evaluations left, under "
+            f"{effort['threshold']} ({MIN_SEARCH_GENERATIONS} generations): not searched"
+        )
+        F = np.zeros((0, 1 + len(problem.sizes)))  # the chosen point, once scored
+        return SearchResult(x[None], F, 0, time.perf_counter() - start), x
+
+    def _search(
+        self,
+        problem: GroupProblem,
+        l1: list[np.ndarray],
+        g: int,
+        desc: str,
+        evaluations: int | None = None,
+    ):
+        """NSGA-II on the problem (for `evaluations` distinct candidates, or pop_size x
+        generations), then the choice on its front, fitted to the budget (a plan of every
+        remaining layer is filled up to the target too)."""
         c, genome = self.cfg, problem.evaluator.genome
         result = run_nsga2(
-            problem, l1, c.pop_size, c.generations, c.seed + g, desc, genome_kind=c.genome
+            problem,
+            l1,
+            c.pop_size,
+            c.generations,
+            c.seed + g,
+            desc,
+            max_evaluations=evaluations,
+            genome_kind=c.genome,
         )
         budget = problem.budget
         x = result.X[choose(result.F, c.select, budget, c.tolerance, problem.size_column)]
@@ -699,6 +788,22 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         help=f"NSGA-II generations per group (default {d.generations})",
     )
     p.add_argument(
+        "--effort",
+        default=d.effort,
+        help="how the groups' searches share evaluations: plan (in proportion to what each "
+        "group is planned to remove, out of --evaluations; a group allotted fewer than "
+        f"{MIN_SEARCH_GENERATIONS} generations is not searched, its plan point is applied) | "
+        "fixed (every group --pop-size x --generations, the behaviour before 0.2) "
+        f"(default {d.effort})",
+    )
+    p.add_argument(
+        "--evaluations",
+        type=int,
+        default=d.evaluations,
+        help="candidates the groups' searches score in all with --effort plan (the plan's "
+        f"curves are counted apart) (default {d.evaluations})",
+    )
+    p.add_argument(
         "--search-size",
         type=int,
         default=d.search_size,
@@ -819,6 +924,8 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
         genome=args.genome,
         pop_size=args.pop_size,
         generations=args.generations,
+        effort=args.effort,
+        evaluations=args.evaluations,
         search_size=args.search_size,
         calibration_images=args.calibration_images,
         objective=args.objective,
