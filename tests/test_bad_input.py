@@ -186,6 +186,14 @@ CASES = {
         "--genome",
     ),
     "diverging loss": (["train", "--data", "{archive}", "--lr", "1e12"], "loss became"),
+    "evaluation total too small to search": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--evaluations", "10"],
+        "too small to search",
+    ),
+    "unknown effort": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--effort", "lots"],
+        "--effort",
+    ),
 }
 
 

@@ -337,3 +337,14 @@ def test_pretrained_weights_offline_get_one_line(tmp_path, image_archive, capsys
     code = main([*args, "--data", str(image_archive), "--out", str(tmp_path / "r"), *ONE_COMMAND])
     err = capsys.readouterr().err
     assert code == 2 and "offline" in err and "Traceback" not in err
+
+
+def test_the_no_final_finetune_note_names_the_last_reestimation():
+    from smoea.cli import _norms_note
+
+    groups = [{"norms_reestimated": 32}, {"norms_reestimated": 32}, {"norms_reestimated": 0}]
+    note = _norms_note({"groups": groups}, 32)
+    assert note == "BatchNorm statistics re-estimated on 32 training images after group 2"
+    nothing = {"groups": [{"norms_reestimated": 0}] * 3}
+    assert "no group removed a filter" in _norms_note(nothing, 32)
+    assert "--calibration-images 0" in _norms_note(nothing, 0)

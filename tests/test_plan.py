@@ -191,10 +191,10 @@ def test_calibration_reads_training_images_only(trained_tiny, monkeypatch):
     seen = []
     real = pipeline.make_evaluator
 
-    def watched(structure, genome, search, mean, std, objective, batch, calibration, *a):
+    def watched(structure, genome, search, mean, std, objective, batch, calibration, *a, **kw):
         seen.append(rows(calibration.x))
         assert rows(search.x) <= val_rows
-        return real(structure, genome, search, mean, std, objective, batch, calibration, *a)
+        return real(structure, genome, search, mean, std, objective, batch, calibration, *a, **kw)
 
     monkeypatch.setattr(pipeline, "make_evaluator", watched)
     prune(copy.deepcopy(model), splits.train, splits.val, _config(), "cpu", log=lambda m: None)
@@ -222,7 +222,9 @@ def test_statistics_are_restored_after_the_search_when_nothing_is_removed(traine
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     config = _config(target_params=1.0, budget="heavy-late", finetune=TrainConfig(epochs=0))
     pruned, report = prune(model, splits.train, splits.val, config, "cpu", log=lambda m: None)
-    assert report["groups"][0]["evaluator"] == ("sliced" if kind == "sequential" else "masked")
+    assert report["groups"][0]["evaluator"] == (
+        "sliced" if kind == "sequential" else "sliced-graph"
+    )
     assert report["filters_after"] == report["filters_before"]
     after = {k: v for k, v in pruned.state_dict().items() if "running" in k}
     assert before.keys() == after.keys()
@@ -250,3 +252,42 @@ def test_no_final_finetune_reestimates_batchnorm_on_training_images(trained_tiny
     # without calibration images the statistics are the trained model's, not that mean
     fits = torch.allclose(norm.running_mean, out.mean((0, 2, 3)), atol=1e-4)
     assert fits == (images > 0)
+
+
+def _pruned_report(trained_tiny, **kw):
+    model, splits = trained_tiny
+    config = _config(finetune=TrainConfig(epochs=0), **kw)
+    log = lambda m: None  # noqa: E731
+    return prune(copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=log)[1]
+
+
+def test_search_effort_follows_the_plan(trained_tiny):
+    report = _pruned_report(trained_tiny, target_params=0.3, evaluations=32)
+    efforts = [g["effort"] for g in report["groups"]]
+    assert all(e["rule"] == "plan" and e["total"] == 32 and e["threshold"] == 16 for e in efforts)
+    assert efforts[-1]["evaluations"] == efforts[-1]["left"]  # the last group gets what is left
+    for group, e in zip(report["groups"], efforts):
+        assert e["searched"] == (e["evaluations"] >= e["threshold"])
+        if not e["searched"]:  # the plan's point: scored once, never searched
+            assert group["evaluations"] <= 1 and len(group["front"]) == 1
+        if group is not report["groups"][-1]:
+            assert e["evaluations"] == round(e["left"] * e["share"] / e["need"])
+    assert any(not e["searched"] for e in efforts)
+    # the searches stay within the total, give or take one generation's overshoot each
+    assert sum(g["evaluations"] for g in report["groups"]) <= 32 + 8 * len(efforts)
+    assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_fixed_effort_searches_every_group_as_before(trained_tiny):
+    report = _pruned_report(trained_tiny, target_params=0.3, effort="fixed")
+    assert all(
+        g["effort"] == {"rule": "fixed", "searched": True, "evaluations": None}
+        for g in report["groups"]
+    )
+    assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_an_evaluation_total_too_small_to_search_is_refused():
+    with pytest.raises(Exception, match="too small to search"):
+        _config(evaluations=15).validate()  # two generations of 8 are 16
+    _config(evaluations=15, effort="fixed").validate()  # the total is not used then

@@ -52,12 +52,12 @@ def filter_scores(
     scores = []
     for layer in s.layers:
         group = s.graph.get_pruning_group(
-            layer.conv, tp.prune_conv_out_channels, list(range(layer.units))
+            layer.conv, tp.prune_conv_out_channels, list(range(layer.conv.out_channels))
         )
         score = importance(group)
         if score is None:
             raise SmoeaError(f"{criterion} gives no score for layer {layer.index + 1}")
-        scores.append(score.detach().float().cpu().numpy())
+        scores.append(layer.unit_scores(score.detach().float().cpu().numpy()))
     s.model.zero_grad(set_to_none=True)
     return scores
 

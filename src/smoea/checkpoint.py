@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -35,8 +36,11 @@ def atomic_save(obj, path: str | Path) -> None:
 
 def save_model(path: str | Path, model: nn.Module, arch: dict | None, extra: dict) -> None:
     """Save a model; ours as data (safe to load), any other module pickled (needs trust)."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    full = model.state_dict()
+    state = {k: v.detach().cpu() for k, v in full.items()}
     if arch is not None:
+        # module versions (torchvision's MNASNet reads one when it loads): plain data
+        extra = {**extra, "state_metadata": _plain_metadata(full)}
         if "filters" in arch:  # vgg: the filters per conv layer say it all
             arch = dict(arch, filters=conv_filters(model))
         else:
@@ -45,6 +49,19 @@ def save_model(path: str | Path, model: nn.Module, arch: dict | None, extra: dic
     else:
         record = {"format": PICKLED_FORMAT, "module": model.cpu(), **extra}
     atomic_save(record, path)
+
+
+def _plain_metadata(state) -> dict:
+    meta = getattr(state, "_metadata", None) or {}
+    return {k: {kk: vv for kk, vv in v.items() if isinstance(vv, int)} for k, v in meta.items()}
+
+
+def _with_metadata(state: dict, meta: dict | None):
+    """The state dict as `load_state_dict` reads it, with its module versions back."""
+    ordered = OrderedDict(state)
+    if meta:
+        ordered._metadata = OrderedDict((k, dict(v)) for k, v in meta.items())
+    return ordered
 
 
 def save(model: nn.Module, path: str | Path, arch: dict | None = None) -> None:
@@ -88,7 +105,7 @@ def model_from_record(record: dict, path: str | Path = "checkpoint") -> nn.Modul
         return record["module"].eval()
     model = build_model(record["arch"])
     try:
-        model.load_state_dict(record["state_dict"])
+        model.load_state_dict(_with_metadata(record["state_dict"], record.get("state_metadata")))
     except (RuntimeError, KeyError) as exc:
         first = str(exc).splitlines()[0]
         raise SmoeaError(f"checkpoint {path} does not match its architecture: {first}") from None

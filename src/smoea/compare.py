@@ -168,7 +168,7 @@ def _same_settings(saved: dict, current: dict) -> bool:
 
 
 # what a run recorded before a setting existed did: every group searched pop x generations
-SETTINGS_BEFORE_THEIR_FLAG = {"effort": "fixed"}
+SETTINGS_BEFORE_THEIR_FLAG = {"effort": "fixed", "scoring": "sliced"}
 
 
 def _in_effect(settings: dict) -> dict:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from smoea import distributed
 from smoea.data import TensorData, normalize
+from smoea.slicing import SlicedGraph
 from smoea.structure import Structure, split_at
 from smoea.train import autocast
 
@@ -64,15 +65,19 @@ class SubnetEvaluator:
         self.features, self.labels = features, labels
         self.objective, self.batch_size = objective, batch_size
         self.calibration = calibration if calibration is not None and len(calibration) else None
-        self.runner = SlicedChain.build(suffix, structure) if sliced is not False else None
+        self.runner, self.masked_because = None, "masked on request"
+        if sliced is not False:
+            self.runner, self.masked_because = _sliced_runner(suffix, structure)
         if sliced and self.runner is None:
-            raise ValueError("this sub-network is not a plain chain of modules; it cannot slice")
+            raise ValueError(f"this sub-network cannot slice: {self.masked_because}")
         self.cache: dict[bytes, float] = {}
         self.evaluations = 0
 
     @property
     def mode(self) -> str:
-        return "sliced" if self.runner is not None else "masked"
+        if isinstance(self.runner, SlicedChain):
+            return "sliced"
+        return "sliced-graph" if self.runner is not None else "masked"
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         """f1 for every row; masks seen before come from the cache."""
@@ -187,6 +192,7 @@ class ScoredEvaluator(SubnetEvaluator):
         self.sign = -1.0 if higher_is_better else 1.0
         self.calibration = calibration or None
         self.runner, self.cache, self.evaluations = None, {}, 0
+        self.masked_because = "the user's score runs the whole model"
 
     @property
     def mode(self) -> str:
@@ -246,6 +252,16 @@ def recalibrate(module: nn.Module, chunks: list[torch.Tensor]) -> None:
 
 
 # ---- the sliced chain -------------------------------------------------------------------------
+
+
+def _sliced_runner(suffix: nn.Module, structure: Structure):
+    """The fastest runner that computes only what a candidate keeps: the plain chain, else the
+    dependency graph's slicing; (None, the reason) when neither applies."""
+    chain = SlicedChain.build(suffix, structure)
+    if chain is not None:
+        return chain, ""
+    graph, reason = SlicedGraph.build(suffix, structure)
+    return graph, reason
 
 
 class SlicedChain:

@@ -58,6 +58,8 @@ BUDGET_RULES = {
 PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
 PLAN_SEARCH = (16, 4)  # population, generations of a `search-fronts` curve's short NSGA-II
 EFFORTS = ("plan", "fixed")
+SCORINGS = ("sliced", "masked")
+EFFORT_GROUPS = 2  # the default evaluation total: as many as two groups searched the fixed way
 MIN_SEARCH_GENERATIONS = 2  # a group allotted fewer evaluations than this many generations is
 # not searched: the plan's point (L1 top-k at the planned share) is applied instead
 OBJECTIVES = ("error", "loss")
@@ -79,7 +81,8 @@ class PruneConfig:
     # remove (a group planned to remove almost nothing is not searched); fixed: every group
     # searches pop_size x generations, as before (README, "Search effort follows the plan")
     effort: str = "plan"
-    evaluations: int = 960
+    scoring: str = "sliced"  # sliced where the model allows (else masked, saying why) | masked
+    evaluations: int | None = None  # None: EFFORT_GROUPS x pop_size x generations (960)
     search_size: int = 500
     calibration_images: int = 128  # training images for adaptive BatchNorm; 0 turns it off
     objective: str = "error"
@@ -106,6 +109,13 @@ class PruneConfig:
     def measure(self) -> str:
         """What the target counts: "macs" with a MAC target, else "params"."""
         return "macs" if self.target_macs is not None else "params"
+
+    @property
+    def evaluation_total(self) -> int:
+        """Candidates the groups' searches may score in all with effort "plan"."""
+        if self.evaluations is not None:
+            return self.evaluations
+        return EFFORT_GROUPS * self.pop_size * self.generations
 
     @property
     def target(self) -> float | None:
@@ -135,11 +145,13 @@ class PruneConfig:
             raise SmoeaError(f"unknown --genome {self.genome!r}; choose {', '.join(GENOMES)}")
         if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
             raise SmoeaError("--pop-size must be >= 4, --generations and --search-size >= 1")
+        if self.scoring not in SCORINGS:
+            raise SmoeaError(f"unknown --scoring {self.scoring!r}; choose {', '.join(SCORINGS)}")
         if self.effort not in EFFORTS:
             raise SmoeaError(f"unknown --effort {self.effort!r}; choose {', '.join(EFFORTS)}")
-        if self.effort == "plan" and self.evaluations < MIN_SEARCH_GENERATIONS * self.pop_size:
+        if self.effort == "plan" and self.evaluation_total < MIN_SEARCH_GENERATIONS * self.pop_size:
             raise SmoeaError(
-                f"--evaluations {self.evaluations} is too small to search: give at least "
+                f"--evaluations {self.evaluation_total} is too small to search: give at least "
                 f"{MIN_SEARCH_GENERATIONS * self.pop_size} ({MIN_SEARCH_GENERATIONS} generations "
                 f"of --pop-size {self.pop_size}), or --effort fixed"
             )
@@ -259,6 +271,7 @@ class _Run:
         self.device, self.log = device, log
         self.example = torch.zeros(1, *splits.train.shape, device=device)
         self.report = resume or self._plan(Structure(model, self.example))
+        self.layer_names = self.report.get("layer_names")
         self.original = self.report["original"]
         self.groups = self.report["group_layers"]
         self.min_keep = self.report["min_keep"]
@@ -276,6 +289,7 @@ class _Run:
             "seed": self.cfg.seed,
             "original": {w: float(first.count(full, w)[0]) for w in ("params", "macs")},
             "filters_before": full.tolist(),
+            "layer_names": [layer.name for layer in first.layers],
             "group_layers": groups,
             "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
             "distill": self._distill_record(),
@@ -324,7 +338,7 @@ class _Run:
         if self.cfg.final.epochs > 0:
             tuned = self._finetune(self.cfg.final, "final fine-tune", len(self.groups) + 1)
             self.report["final_finetune"] = tuned
-        s = Structure(self.model, self.example)
+        s = self._structure()
         kept = s.units_per_layer
         plan_seconds = self._plan_total("seconds")
         self.report.update(
@@ -349,14 +363,20 @@ class _Run:
         plans = [gr.get("plan") or {} for gr in self.report["groups"]]
         return float(sum(p.get(key, 0) for p in plans))
 
+    def _structure(self) -> Structure:
+        """The current model's layers, the same ones in the same order as at the start."""
+        return Structure(self.model, self.example, layer_names=self.layer_names)
+
     def _stage(self, g: int, layers: list[int]) -> None:
-        s = Structure(self.model, self.example)
+        s = self._structure()
         base = s.units_per_layer
         span = self._span(g, layers)
         genome = self._genome(s, span)
         budget, plan = self._budget(s, g)
         budget = self._reachable(s, span, budget)
         evaluator = self._evaluator(s, genome)
+        if evaluator.mode == "masked":
+            self.log(f"note: group {g + 1} is scored masked: {evaluator.masked_because}")
         names = self.cfg.objective_list()
         problem = GroupProblem(
             evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
@@ -396,6 +416,7 @@ class _Run:
                 "evaluations": evaluator.evaluations,
                 "effort": effort,
                 "evaluator": evaluator.mode,
+                "masked_because": evaluator.masked_because if evaluator.mode == "masked" else None,
                 "seconds": result.seconds,
                 "evaluations_per_second": result.evaluations / max(result.seconds, 1e-9),
             }
@@ -418,8 +439,10 @@ class _Run:
             return {"rule": "fixed", "searched": True, "evaluations": None}
         before = self._fraction(s, s.units_per_layer)
         need, share = before - c.target, before - budget
-        spent = sum(gr["evaluations"] for gr in self.report["groups"])
-        left = max(0, c.evaluations - spent)
+        # a group applied without search scored its point once: that is not search effort
+        searched = [gr for gr in self.report["groups"] if gr.get("effort", {}).get("searched", 1)]
+        spent = sum(gr["evaluations"] for gr in searched)
+        left = max(0, c.evaluation_total - spent)
         last = g == len(self.groups) - 1
         allotted = left if last else int(round(left * share / need)) if need > 1e-12 else 0
         threshold = MIN_SEARCH_GENERATIONS * c.pop_size
@@ -430,7 +453,7 @@ class _Run:
             "threshold": threshold,
             "share": share,
             "need": need,
-            "total": c.evaluations,
+            "total": c.evaluation_total,
             "left": left,
         }
 
@@ -441,6 +464,7 @@ class _Run:
         x = np.ones(problem.evaluator.genome.n_var, dtype=bool)
         if problem.budget is not None:
             x = self._fit(problem, problem.evaluator.genome, x, l1, problem.budget, g)
+            self._note_unrounded(problem.evaluator.genome, x)
         self.log(
             f"{desc}: planned share {effort['share']:.4f} of {effort['need']:.4f} gets "
             f"{effort['evaluations']} of {effort['left']} evaluations left, under "
@@ -511,6 +535,7 @@ class _Run:
             c.objective,
             c.eval_batch_size,
             self.calibration,
+            sliced=False if c.scoring == "masked" else None,
         )
 
     def search_normalised(self) -> TensorData:
@@ -797,11 +822,19 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         f"(default {d.effort})",
     )
     p.add_argument(
+        "--scoring",
+        default=d.scoring,
+        help="how a candidate runs: sliced (only its kept channels; a model whose layers "
+        "cannot be sliced falls back to masked and says why) | masked (full width, dropped "
+        f"channels zeroed) (default {d.scoring})",
+    )
+    p.add_argument(
         "--evaluations",
         type=int,
         default=d.evaluations,
         help="candidates the groups' searches score in all with --effort plan (the plan's "
-        f"curves are counted apart) (default {d.evaluations})",
+        f"curves are counted apart) (default {EFFORT_GROUPS} x --pop-size x --generations: "
+        f"{d.evaluation_total})",
     )
     p.add_argument(
         "--search-size",
@@ -925,6 +958,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
         pop_size=args.pop_size,
         generations=args.generations,
         effort=args.effort,
+        scoring=args.scoring,
         evaluations=args.evaluations,
         search_size=args.search_size,
         calibration_images=args.calibration_images,

@@ -7,6 +7,7 @@ BatchNorm, which computes the same logits as removing the unit (tests prove it).
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -30,6 +31,21 @@ class Layer:
     units: int
     mask_modules: list[nn.Module]
     spatial: tuple[int, int] = (0, 0)
+    # channels per unit: 1, or G where the layer feeds (or shares channels with) a grouped
+    # convolution of G groups. A unit is then one channel at the same place in every group, as
+    # Torch-Pruning prunes grouped convolutions, so every group keeps as many channels.
+    per_unit: int = 1
+
+    def channels(self, keep: np.ndarray) -> np.ndarray:
+        """A keep mask over units as a keep mask over the root convolution's channels."""
+        return np.tile(np.asarray(keep), self.per_unit)
+
+    def unit_scores(self, per_channel: np.ndarray) -> np.ndarray:
+        """Per-channel scores summed over each unit's channels (already per unit: as given)."""
+        per_channel = np.asarray(per_channel)
+        if len(per_channel) == self.units:
+            return per_channel
+        return per_channel.reshape(self.per_unit, self.units).sum(0)
 
 
 def allowed_counts(units: int, round_to: int = 1, low: int = 1) -> np.ndarray:
@@ -91,6 +107,9 @@ class Structure:
     model: nn.Module
     example: torch.Tensor
     layers: list[Layer] = field(default_factory=list)
+    # the layers' names as first found: a pruned model keeps the same layers in the same order
+    # even where a re-detection would group its channels otherwise
+    layer_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -98,6 +117,8 @@ class Structure:
         self.layers = _find_layers(self.model, self.graph)
         if not self.layers:
             raise SmoeaError("the model has no prunable convolution")
+        if self.layer_names is not None:
+            self.layers = _named_layers(self.model, self.graph, self.layers, self.layer_names)
         self._masks: list[torch.Tensor | None] = [None] * len(self.layers)
         _record_spatial(self.model, self.layers, self.example)
         self.table = _count_table(self)
@@ -111,8 +132,10 @@ class Structure:
         """Set 0/1 keep masks per layer index; layers left out keep every unit."""
         self._masks = [None] * len(self.layers)
         for i, keep in (keep_masks or {}).items():
-            device = self.layers[i].conv.weight.device
-            self._masks[i] = torch.as_tensor(np.asarray(keep), dtype=torch.float32, device=device)
+            layer = self.layers[i]
+            keep = layer.channels(np.asarray(keep))
+            device = layer.conv.weight.device
+            self._masks[i] = torch.as_tensor(keep, dtype=torch.float32, device=device)
 
     @contextmanager
     def masking(self):
@@ -156,7 +179,7 @@ class Structure:
             keep = np.asarray(keep, dtype=bool)
             if not keep.any():
                 raise SmoeaError(f"layer {i + 1} would lose every filter")
-            dropped = np.flatnonzero(~keep).tolist()
+            dropped = np.flatnonzero(~self.layers[i].channels(keep)).tolist()
             if dropped:
                 conv = self.layers[i].conv
                 group = self.graph.get_pruning_group(conv, tp.prune_conv_out_channels, dropped)
@@ -166,7 +189,7 @@ class Structure:
     def l1_norms(self, i: int) -> np.ndarray:
         """L1 norm of each filter of layer i (ranks units for seeding and repair)."""
         w = self.layers[i].conv.weight.detach()
-        return w.abs().flatten(1).sum(1).cpu().numpy()
+        return self.layers[i].unit_scores(w.abs().flatten(1).sum(1).cpu().numpy())
 
 
 def _find_layers(model: nn.Module, graph: tp.DependencyGraph) -> list[Layer]:
@@ -187,7 +210,48 @@ def _find_layers(model: nn.Module, graph: tp.DependencyGraph) -> list[Layer]:
         if any(_is_output_layer(model, m) for m in outs):
             continue
         mask_modules = _mask_modules(outs)
-        layers.append(Layer(len(layers), names[module], module, module.out_channels, mask_modules))
+        per_unit = _channels_per_unit(group, module)
+        units = module.out_channels // per_unit
+        layers.append(
+            Layer(len(layers), names[module], module, units, mask_modules, per_unit=per_unit)
+        )
+    return layers
+
+
+def _channels_per_unit(group, root: nn.Conv2d) -> int:
+    """G when the coupled channels meet grouped (not depthwise) convolutions of G groups (the
+    least common multiple of several), else 1."""
+    per_unit = 1
+    for dep, _ in group:
+        m = dep.target.module
+        if isinstance(m, nn.Conv2d) and 1 < m.groups < m.out_channels:
+            per_unit = math.lcm(per_unit, m.groups)
+    if root.out_channels % per_unit:
+        raise SmoeaError(
+            f"convolution channels of {root.out_channels} do not split into {per_unit} groups"
+        )
+    return per_unit
+
+
+def _named_layers(model, graph, found: list[Layer], names: list[str]) -> list[Layer]:
+    """The layers rooted at `names`, in that order (a found layer not named is left out)."""
+    by_name = {layer.name: layer for layer in found}
+    modules = dict(model.named_modules())
+    layers = []
+    for k, name in enumerate(names):
+        layer = by_name.get(name)
+        if layer is None:
+            conv = modules.get(name)
+            if not isinstance(conv, nn.Conv2d):
+                raise SmoeaError(f"the model has no convolution {name!r} any more")
+            group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, [0])
+            outs = [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)]
+            per_unit = _channels_per_unit(group, conv)
+            units = conv.out_channels // per_unit
+            layer = Layer(k, name, conv, units, _mask_modules(outs), per_unit=per_unit)
+        layers.append(
+            Layer(k, name, layer.conv, layer.units, layer.mask_modules, per_unit=layer.per_unit)
+        )
     return layers
 
 
@@ -220,14 +284,26 @@ def _record_spatial(model: nn.Module, layers: list[Layer], example: torch.Tensor
 
 
 def default_groups(structure: Structure) -> list[list[int]]:
-    """One group per spatial stage: consecutive layers with the same output resolution."""
-    groups: list[list[int]] = []
-    for layer in structure.layers:
-        if groups and structure.layers[groups[-1][-1]].spatial == layer.spatial:
-            groups[-1].append(layer.index)
-        else:
-            groups.append([layer.index])
-    return groups
+    """One group per spatial stage: the layers with the same output resolution, the stages in
+    order of appearance.
+
+    A squeeze-excitation layer (a 1x1 output after which the resolution rises again) belongs to
+    the stage of the layer before it. A block that declares its shortcut first (RegNet) puts a
+    layer of the next stage before one of the current: it still joins its own stage."""
+    layers = structure.layers
+    stages: dict[tuple, list[int]] = {}
+    stage = None
+    for k, layer in enumerate(layers):
+        if stage is None or not _squeeze(layers, k):
+            stage = layer.spatial
+        stages.setdefault(stage, []).append(layer.index)
+    return list(stages.values())
+
+
+def _squeeze(layers: list[Layer], k: int) -> bool:
+    """Layer k computes on a globally pooled input: a 1x1 output with larger ones after it."""
+    area = lambda s: s[0] * s[1]  # noqa: E731
+    return area(layers[k].spatial) == 1 and any(area(x.spatial) > 1 for x in layers[k + 1 :])
 
 
 def plan_groups(structure: Structure, text: str | None) -> list[list[int]]:
@@ -294,7 +370,9 @@ def _count_table(s: Structure) -> CountTable:
 
 
 def _depthwise(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.groups > 1
+    """One filter per channel (a grouped convolution with fewer groups counts like any other:
+    its weights scale with its kept inputs and outputs)."""
+    return isinstance(module, nn.Conv2d) and 1 < module.groups == module.out_channels
 
 
 def _owners(s: Structure) -> tuple[dict, dict, dict]:
@@ -319,16 +397,23 @@ def _owners(s: Structure) -> tuple[dict, dict, dict]:
 def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> dict:
     """Parameter-free modules (ReLU, pooling) belong to the layer whose mask zeroes their input.
 
-    Returns the modules called more than once, as [(share of the MACs, owner)] per call.
+    A layer's even units are masked, then its odd ones: a module right after the layer sees
+    new zero input channels both times, mostly not the same ones, and between them all its
+    channels. Masking whole layers instead would let the zeros run on wherever a BatchNorm has
+    no shift (a fresh model), and a module deep in the network would look owned by the first
+    layer. Returns the modules called more than once, as [(share of the MACs, owner)] per call.
     """
     leaves = [m for m in s.model.modules() if next(m.children(), None) is None]
-    calls: dict[nn.Module, list] = {}  # per call: input numel, then whether it is all zero
+    leaves = [m for m in leaves if not list(m.parameters())]  # weights: the graph says
+    calls: dict[nn.Module, list] = {}  # per call: input numel, zero-channel flags
 
     def pre_hook(module, inputs):
         x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-        calls.setdefault(module, []).append(
-            (0 if x is None else x.numel(), x is not None and not bool(x.abs().sum()))
-        )
+        if x is None or x.dim() < 2:
+            calls.setdefault(module, []).append((0, None))
+            return
+        peak = x.detach().abs().transpose(0, 1).reshape(x.shape[1], -1).amax(1)
+        calls.setdefault(module, []).append((x.numel(), (peak == 0).cpu()))
 
     example = torch.randn(2, *s.example.shape[1:], device=s.example.device)
     handles = [m.register_forward_pre_hook(pre_hook) for m in leaves]
@@ -337,16 +422,20 @@ def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> dict:
     try:
         with torch.no_grad():
             s.model(example)
-        sizes = {m: [n for n, _ in c] for m, c in calls.items()}
+        base = {m: list(c) for m, c in calls.items()}
         with s.masking(), torch.no_grad():
             for layer in s.layers:
-                s.set_masks({layer.index: np.zeros(layer.units)})
-                calls.clear()
-                s.model(example)
-                for module, per_call in calls.items():
+                passes = []
+                for keep in _alternate_masks(layer.units):
+                    s.set_masks({layer.index: keep})
+                    calls.clear()
+                    s.model(example)
+                    passes.append({m: list(c) for m, c in calls.items()})
+                for module, per_call in passes[0].items():
                     owners = call_owner.setdefault(module, [none] * len(per_call))
-                    for k, (_, is_zero) in enumerate(per_call):
-                        if is_zero and owners[k] == none:
+                    for k in range(len(per_call)):
+                        seen = [p[module][k][1] for p in passes if module in p]
+                        if owners[k] == none and _zeroed_by(base[module][k][1], seen):
                             owners[k] = layer.index
     finally:
         for h in handles:
@@ -356,10 +445,36 @@ def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> dict:
         if len(owners) == 1:
             if owners[0] != none:
                 in_owner.setdefault(module, owners[0])
-        elif module not in in_owner and not list(module.parameters()):
-            total = max(1, sum(sizes[module]))
-            shared[module] = [(n / total, o) for n, o in zip(sizes[module], owners)]
+        elif module not in in_owner:
+            sizes = [n for n, _ in base[module]]
+            total = max(1, sum(sizes))
+            shared[module] = [(n / total, o) for n, o in zip(sizes, owners)]
     return shared
+
+
+def _alternate_masks(units: int) -> list[np.ndarray]:
+    """Even units dropped, then odd ones (a one-unit layer: dropped whole, once)."""
+    if units == 1:
+        return [np.zeros(1)]
+    even = np.arange(units) % 2 == 0
+    return [~even, even]
+
+
+def _zeroed_by(base, seen: list) -> bool:
+    """The masks zeroed new input channels each time, mostly not the same ones, and all of
+    them between them."""
+    if base is None or any(z is None or z.shape != base.shape for z in seen):
+        return False
+    new = [z & ~base for z in seen]
+    if not all(n.any() for n in new):
+        return False
+    if len(new) == 1:
+        return bool((new[0] | base).all())
+    # channels the masks did not touch may go to zero by chance (a ReLU behind a changed
+    # input): some overlap is allowed, but each mask must have zeroed mostly its own channels
+    overlap = int((new[0] & new[1]).sum())
+    mostly_own = all(2 * overlap < int(n.sum()) for n in new)
+    return mostly_own and bool((new[0] | new[1] | base).all())
 
 
 def split_at(model: nn.Module, module: nn.Module) -> tuple[nn.Module, nn.Module]:
