@@ -14,6 +14,7 @@ import torch.nn as nn
 import torchvision
 
 from smoea.data import TensorData
+from smoea.errors import SmoeaError
 from smoea.evaluator import make_evaluator
 from smoea.models import build_model, make_arch
 from smoea.search import Genome, GroupProblem, run_nsga2
@@ -157,3 +158,33 @@ def test_squeeze_excitation_layers_join_their_stage():
     assert [s.layers[g[0]].spatial for g in groups] == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
     assert groups[0] == [0, 1] and s.layers[1].spatial == (1, 1)
     assert sorted(i for g in groups for i in g) == list(range(len(s.layers)))
+
+
+class TinyDense(nn.Module):
+    """DenseNet's pre-activation: a BatchNorm over a concatenation of two layers' channels."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.one = nn.Conv2d(3, 6, 3, padding=1)
+        self.two = nn.Sequential(nn.BatchNorm2d(6), nn.ReLU(), nn.Conv2d(6, 4, 3, padding=1))
+        self.mix = nn.Sequential(nn.BatchNorm2d(10), nn.ReLU(), nn.Conv2d(10, 8, 3, padding=1))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes))
+
+    def forward(self, x):
+        y = self.one(x)
+        return self.head(self.mix(torch.cat([y, self.two(y)], 1)))
+
+
+def test_a_model_smoea_cannot_follow_is_refused_in_one_line_naming_the_layer():
+    """A BatchNorm over a concatenation holds several layers' channels: not maskable yet."""
+    with pytest.raises(SmoeaError, match="cannot prune layer one: its 6 channels reach") as info:
+        Structure(TinyDense(), torch.zeros(1, 3, 16, 16))
+    assert "\n" not in str(info.value)
+
+
+def test_an_operation_the_graph_cannot_follow_gives_one_line_naming_it():
+    """shufflenet's channel shuffle (a reshape) breaks Torch-Pruning's index mapping."""
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=3)
+    with pytest.raises(SmoeaError, match="a reshape of the channels") as info:
+        Structure(model, torch.zeros(1, 3, 32, 32))
+    assert "\n" not in str(info.value) and "cannot prune this model" in str(info.value)

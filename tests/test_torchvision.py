@@ -8,6 +8,7 @@ import torch
 from smoea.checkpoint import load, save_model
 from smoea.data import TensorData
 from smoea.deploy import export
+from smoea.errors import SmoeaError
 from smoea.models import build_model, make_arch
 from smoea.pipeline import PruneConfig, prune
 from smoea.train import TrainConfig
@@ -69,3 +70,13 @@ def test_a_state_dict_with_version_metadata_loads_back(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_auxiliary_heads_are_left_out_and_too_small_images_are_refused_in_one_line():
+    """googlenet trains on plain logits (its auxiliary heads serve only torchvision's own
+    training); inception_v3 cannot take 32 px images and says so instead of a traceback."""
+    model = build_model(make_arch("torchvision:googlenet", 1.0, 3, 3, 32)).train()
+    assert isinstance(model(torch.randn(2, 3, 32, 32)), torch.Tensor)
+    with pytest.raises(SmoeaError, match="inception_v3 cannot run on 3x32x32 images") as info:
+        build_model(make_arch("torchvision:inception_v3", 1.0, 3, 3, 32))
+    assert "\n" not in str(info.value)

@@ -48,6 +48,36 @@ class Layer:
         return per_channel.reshape(self.per_unit, self.units).sum(0)
 
 
+# Torch-Pruning steps whose failure names the operation behind it
+TRACE_STEPS = {"update_reshape_index_mapping": "a reshape of the channels (a channel shuffle)"}
+
+
+def _trace_failure(exc: Exception) -> str:
+    """One line: where tracing the channels failed (the operation when known) and the error."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    inner = next((f for f in reversed(frames) if "torch_pruning" in f.filename), None)
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    error = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    if inner is None:
+        return f"analysing its channels failed with {error}"
+    what = TRACE_STEPS.get(inner.name, f"an operation its {inner.name} cannot follow")
+    return f"Torch-Pruning's dependency graph fails on {what} ({error})"
+
+
+def _unmaskable(s: Structure, i: int, module: nn.Module, output: torch.Tensor) -> str:
+    """Why layer i cannot be pruned: a module coupled to its channels does not carry them on
+    dimension 1 (a concatenation, a channels-last block)."""
+    name = next((n for n, m in s.model.named_modules() if m is module), type(module).__name__)
+    found = output.shape[1] if output.dim() > 1 else "no"
+    return (
+        f"cannot prune layer {s.layers[i].name}: its {s.layers[i].conv.out_channels} channels "
+        f"reach {name} ({type(module).__name__}), which gives {found} channels on dimension 1 "
+        "(a concatenation or a channels-last block smoea cannot follow yet)"
+    )
+
+
 def allowed_counts(units: int, round_to: int = 1, low: int = 1) -> np.ndarray:
     """Kept counts a layer may have: multiples of `round_to` from `low` up, and all its units.
 
@@ -113,6 +143,14 @@ class Structure:
 
     def __post_init__(self) -> None:
         self.model.eval()
+        try:
+            self._analyse()
+        except SmoeaError:
+            raise
+        except Exception as exc:  # an operation the dependency graph or the counts cannot follow
+            raise SmoeaError(f"cannot prune this model: {_trace_failure(exc)}") from exc
+
+    def _analyse(self) -> None:
         self.graph = tp.DependencyGraph().build_dependency(self.model, example_inputs=self.example)
         self.layers = _find_layers(self.model, self.graph)
         if not self.layers:
@@ -156,6 +194,8 @@ class Structure:
             mask = self._masks[i]
             if mask is None:
                 return output
+            if output.dim() < 2 or output.shape[1] != mask.numel():
+                raise SmoeaError(_unmaskable(self, i, module, output))
             shape = (1, -1) + (1,) * (output.dim() - 2)
             return output * mask.to(output.dtype).view(shape)
 

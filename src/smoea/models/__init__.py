@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from smoea.errors import SmoeaError
@@ -10,6 +11,9 @@ from smoea.models.vgg import build_vgg, vgg_filters
 
 MODELS = ("vgg14", "vgg16", "resnet20", "resnet56", "mobilenetv2", "torchvision:NAME")
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+# torchvision classifiers with auxiliary heads: their training-mode outputs are tuples that a
+# plain loss cannot read; the heads serve only training and are left out (the README says so)
+AUX_HEADS = ("googlenet", "inception_v3")
 
 
 def make_arch(name: str, width: float, num_classes: int, in_channels: int, image_size: int) -> dict:
@@ -63,14 +67,36 @@ def build_model(arch: dict) -> nn.Module:
     elif name == "mobilenetv2":
         model = build_cifar_mobilenetv2(arch["width"], arch["num_classes"], arch["in_channels"])
     else:
-        import torchvision
-
-        model = torchvision.models.get_model(
-            name.split(":", 1)[1], weights=None, num_classes=arch["num_classes"]
-        )
+        model = _torchvision_model(name.split(":", 1)[1], arch["num_classes"])
     if arch.get("shapes"):
         apply_shapes(model, arch["shapes"])
+    if name.startswith("torchvision:"):
+        _check_runs(model, arch)
     return model
+
+
+def _torchvision_model(short: str, num_classes: int) -> nn.Module:
+    import torchvision
+
+    extra = {"aux_logits": False, "init_weights": True} if short in AUX_HEADS else {}
+    return torchvision.models.get_model(short, weights=None, num_classes=num_classes, **extra)
+
+
+def _check_runs(model: nn.Module, arch: dict) -> None:
+    """One line, not a traceback, when a model cannot take the data's image size."""
+    c, size = arch["in_channels"], arch["image_size"]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, c, size, size))
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SmoeaError(
+            f"{arch['name']} cannot run on {c}x{size}x{size} images ({reason}); "
+            "a larger --image-size may fit it"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 def load_pretrained(model: nn.Module, name: str) -> int:
