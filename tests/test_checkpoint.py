@@ -38,3 +38,20 @@ def test_broken_files_are_refused(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(SmoeaError):
         load_record(path)
+
+
+def test_versions_name_the_commit_that_ran():
+    """A result is tied to its code: the checkout's commit, and whether it had changes."""
+    import subprocess
+    from pathlib import Path
+
+    import smoea
+    from smoea.report import versions
+
+    where = Path(smoea.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True)
+    found = versions()
+    if head.returncode:  # not run from a git checkout: nothing to name
+        assert found["commit"] is None and found["dirty"] is None
+    else:
+        assert found["commit"] == head.stdout.strip() and isinstance(found["dirty"], bool)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -29,6 +30,7 @@ def versions() -> dict:
 
     return {
         "smoea": smoea.__version__,
+        **source_commit(),
         "torch": torch.__version__,
         "torch_pruning": tp.__version__,
         "pymoo": pymoo.__version__,
@@ -38,6 +40,23 @@ def versions() -> dict:
         "processor": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
     }
+
+
+def source_commit() -> dict:
+    """The git commit of the code that ran and whether its tree had changes: a result can be
+    tied to its code. Both None when smoea is not run from a git checkout."""
+    import subprocess
+
+    import smoea
+
+    where = Path(smoea.__file__).resolve().parent
+    try:
+        git = lambda *a: subprocess.run(  # noqa: E731
+            ["git", *a], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
 
 
 def check_compatible(record: dict, splits, path) -> None:
