@@ -17,7 +17,7 @@ from pathlib import Path
 def rows(runs: Path, extra: list[str]) -> list[dict]:
     found = []
     for path in sorted(runs.glob("*/*/runs/smoea-seed*.json")):
-        found.append(_row(path, path.parts[-4], path.parts[-3], "this session"))
+        found.append(_row(path, path.parts[-4], path.parts[-3], str(path.parent)))
     for spec in extra:
         folder, effort, target = spec.split(":")
         for path in sorted(Path(folder).glob("smoea-seed*.json")):

@@ -187,7 +187,8 @@ CASES = {
     ),
     "diverging loss": (["train", "--data", "{archive}", "--lr", "1e12"], "loss became"),
     "evaluation total too small to search": (
-        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--evaluations", "10"],
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--effort", "plan"]
+        + ["--evaluations", "10"],
         "too small to search",
     ),
     "unknown effort": (

@@ -262,7 +262,7 @@ def _pruned_report(trained_tiny, **kw):
 
 
 def test_search_effort_follows_the_plan(trained_tiny):
-    report = _pruned_report(trained_tiny, target_params=0.3, evaluations=32)
+    report = _pruned_report(trained_tiny, target_params=0.3, evaluations=32, effort="plan")
     efforts = [g["effort"] for g in report["groups"]]
     assert all(e["rule"] == "plan" and e["total"] == 32 and e["threshold"] == 16 for e in efforts)
     assert efforts[-1]["evaluations"] == efforts[-1]["left"]  # the last group gets what is left
@@ -278,8 +278,8 @@ def test_search_effort_follows_the_plan(trained_tiny):
     assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
 
 
-def test_fixed_effort_searches_every_group_as_before(trained_tiny):
-    report = _pruned_report(trained_tiny, target_params=0.3, effort="fixed")
+def test_fixed_effort_the_default_searches_every_group(trained_tiny):
+    report = _pruned_report(trained_tiny, target_params=0.3)
     assert all(
         g["effort"] == {"rule": "fixed", "searched": True, "evaluations": None}
         for g in report["groups"]
@@ -289,5 +289,5 @@ def test_fixed_effort_searches_every_group_as_before(trained_tiny):
 
 def test_an_evaluation_total_too_small_to_search_is_refused():
     with pytest.raises(Exception, match="too small to search"):
-        _config(evaluations=15).validate()  # two generations of 8 are 16
+        _config(evaluations=15, effort="plan").validate()  # two generations of 8 are 16
     _config(evaluations=15, effort="fixed").validate()  # the total is not used then
