@@ -191,6 +191,10 @@ CASES = {
         + ["--evaluations", "10"],
         "too small to search",
     ),
+    "an evaluation total without the plan rule": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--evaluations", "500"],
+        "add --effort plan",
+    ),
     "unknown effort": (
         ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--effort", "lots"],
         "--effort",

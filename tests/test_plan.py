@@ -290,4 +290,5 @@ def test_fixed_effort_the_default_searches_every_group(trained_tiny):
 def test_an_evaluation_total_too_small_to_search_is_refused():
     with pytest.raises(Exception, match="too small to search"):
         _config(evaluations=15, effort="plan").validate()  # two generations of 8 are 16
-    _config(evaluations=15, effort="fixed").validate()  # the total is not used then
+    with pytest.raises(Exception, match="add --effort plan"):
+        _config(evaluations=15, effort="fixed").validate()  # a total the rule would not use

@@ -151,6 +151,11 @@ class PruneConfig:
             raise SmoeaError(f"unknown --scoring {self.scoring!r}; choose {', '.join(SCORINGS)}")
         if self.effort not in EFFORTS:
             raise SmoeaError(f"unknown --effort {self.effort!r}; choose {', '.join(EFFORTS)}")
+        if self.effort == "fixed" and self.evaluations is not None:
+            raise SmoeaError(
+                "--evaluations is the total that --effort plan shares among the groups; add "
+                "--effort plan (with --effort fixed each group scores --pop-size x --generations)"
+            )
         if self.effort == "plan" and self.evaluation_total < MIN_SEARCH_GENERATIONS * self.pop_size:
             raise SmoeaError(
                 f"--evaluations {self.evaluation_total} is too small to search: give at least "
