@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import copy
 import platform
-import time
 
 import numpy as np
 import torch
 import torchvision
+from evaluator_speed import timed  # a sibling script: benchmarks/ is on the path
 
 from smoea.data import TensorData
 from smoea.evaluator import make_evaluator, recalibrate
@@ -37,16 +37,6 @@ MODELS = {  # name: (builder, image size)
     "tv_resnet18": (lambda: torchvision.models.resnet18(num_classes=10), 224),
     "tv_mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(num_classes=10), 224),
 }
-
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def images(n: int, size: int, seed: int) -> TensorData:
