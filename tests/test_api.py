@@ -4,6 +4,7 @@ import json
 import struct
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ def test_prune_any_traceable_cnn_to_a_target(tiny_data):
     assert [g["layers"] for g in report["groups"]] == [[1], [2, 3]]
 
 
+@pytest.mark.slow
 def test_one_channel_28px_data_end_to_end(tmp_path):
     tree = write_image_tree(tmp_path / "gray", n_train=120, n_test=30, size=28, channels=1)
     base, out = tmp_path / "base", tmp_path / "pruned"

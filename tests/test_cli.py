@@ -37,6 +37,7 @@ PRUNE = [
 ]
 
 
+@pytest.mark.slow
 def test_train_prune_evaluate_end_to_end(tmp_path, image_archive, baseline):
     record = json.loads((baseline / "train.json").read_text())
     assert len(record["history"]) == 3 and record["params"] > 0
@@ -91,6 +92,7 @@ def test_train_prune_evaluate_end_to_end(tmp_path, image_archive, baseline):
     assert sum(p.numel() for p in model.parameters()) == report["pruned"]["params"]
 
 
+@pytest.mark.slow
 def test_search_never_reads_the_test_split(tmp_path, image_archive, baseline, monkeypatch):
     from smoea import data, pipeline
 
@@ -134,6 +136,7 @@ def test_search_never_reads_the_test_split(tmp_path, image_archive, baseline, mo
     assert code == 0 and state["test_reads_during_prune"] == 0
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_pruned_model(tmp_path, image_archive, baseline):
     masks = []
     for run in ("a", "b"):
@@ -247,6 +250,7 @@ def test_config_file_supplies_flags(tmp_path, capsys, image_archive):
     assert code == 2 and "nonsense_flag" in err[0]
 
 
+@pytest.mark.slow
 def test_prune_carves_the_split_the_baseline_trained_with(
     tmp_path, image_archive, baseline, capsys
 ):
@@ -295,6 +299,7 @@ ONE_COMMAND += ["--search-size", "30", "--finetune-epochs", "0", "--final-epochs
 ONE_COMMAND += ["--batch-size", "32", "--val-size", "40", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_one_command_trains_the_baseline_then_prunes(tmp_path, image_archive):
     out = tmp_path / "one"
     args = ["prune", "--model", "vgg14", "--width", "0.125", "--train-epochs", "1"]
@@ -311,6 +316,7 @@ def test_one_command_trains_the_baseline_then_prunes(tmp_path, image_archive):
     assert main(again) == 0
 
 
+@pytest.mark.slow
 def test_your_own_weights_are_checked_and_used(tmp_path, image_archive, baseline):
     record = torch.load(baseline / "model.pt", weights_only=True)
     weights = tmp_path / "mine.pth"
@@ -340,7 +346,7 @@ def test_pretrained_weights_offline_get_one_line(tmp_path, image_archive, capsys
 
 
 def test_the_no_final_finetune_note_names_the_last_reestimation():
-    from smoea.cli import _norms_note
+    from smoea.cli.commands import _norms_note
 
     groups = [{"norms_reestimated": 32}, {"norms_reestimated": 32}, {"norms_reestimated": 0}]
     note = _norms_note({"groups": groups}, 32)

@@ -61,6 +61,7 @@ def comparison(tiny_splits):
     return run_compare(model, splits, list(VARIANTS), tiny_config())
 
 
+@pytest.mark.slow
 def test_every_method_reaches_the_target_within_one_percent(comparison):
     base = comparison["baseline"]["params"]
     assert set(comparison["methods"]) == set(VARIANTS)
@@ -73,6 +74,7 @@ def test_every_method_reaches_the_target_within_one_percent(comparison):
     assert comparison["params_within_1pct"]
 
 
+@pytest.mark.slow
 def test_whole_nsga2_spends_the_budget_it_was_given(comparison):
     whole = comparison["methods"]["whole-nsga2"]["runs"][0]
     smoea = comparison["methods"]["smoea"]["runs"][0]
@@ -81,16 +83,7 @@ def test_whole_nsga2_spends_the_budget_it_was_given(comparison):
     assert smoea["evaluations"] <= whole["evaluations"] < smoea["evaluations"] + 6
 
 
-def test_fine_tuning_is_identical_across_methods(comparison):
-    schedules = {
-        name: m["runs"][0]["finetune_schedule"] for name, m in comparison["methods"].items()
-    }
-    first = schedules["smoea"]
-    # one step after each of the 5 groups but the last, then the final one (step 6)
-    assert [s["step"] for s in first] == [1, 2, 3, 4, 6]
-    assert all(s == first for s in schedules.values())
-
-
+@pytest.mark.slow
 def test_the_fine_tuning_each_method_ran_is_identical(comparison):
     """Captured inside the training loop (steps, learning rates, data-order seeds, distillation),
     not rebuilt from the configuration."""
@@ -103,6 +96,7 @@ def test_the_fine_tuning_each_method_ran_is_identical(comparison):
         assert records == first, name
 
 
+@pytest.mark.slow
 def test_table_has_a_row_per_method(comparison):
     table = write_table(comparison)
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
@@ -143,6 +137,7 @@ def test_a_failing_method_is_reported_and_the_others_go_on(tiny_splits, monkeypa
     assert result["methods"]["whole-nsga2"]["test_accuracy_mean"] > 0
 
 
+@pytest.mark.slow
 def test_compare_command_writes_json_table_and_plot_and_resumes(baseline, image_archive, tmp_path):
     out = tmp_path / "cmp"
     args = [
@@ -247,6 +242,7 @@ def test_distillation_settings_count_only_when_distillation_was_on():
     assert not _same_settings(dict(on, distill_weight=0.9), dict(on, distill_weight=0.5))
 
 
+@pytest.mark.slow
 def test_at_smoea_keeps_exactly_smoeas_counts(comparison):
     smoea = comparison["methods"]["smoea"]["runs"][0]["filters_after"]
     for name in AT_SMOEA:
@@ -267,6 +263,7 @@ def test_at_smoea_without_smoea_is_reported_as_failed(tiny_splits):
     assert "needs a finished smoea run" in result["methods"]["l1-at-smoea"]["failed"]
 
 
+@pytest.mark.slow
 def test_table_and_plot_show_macs(comparison, tmp_path):
     from smoea.compare import plot_compare
 
@@ -279,6 +276,7 @@ def test_table_and_plot_show_macs(comparison, tmp_path):
     assert (tmp_path / "compare.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_ratio_search_spends_the_evaluations_it_was_given(comparison):
     ratio = comparison["methods"]["ratio-search"]["runs"][0]
     smoea = comparison["methods"]["smoea"]["runs"][0]
@@ -286,6 +284,7 @@ def test_ratio_search_spends_the_evaluations_it_was_given(comparison):
     assert ratio["evaluations"] == smoea["evaluations"]
 
 
+@pytest.mark.slow
 def test_sensitivity_finds_one_threshold_for_every_layer(comparison):
     info = comparison["methods"]["sensitivity"]["runs"][0]["method_info"]
     assert info["threshold"] >= 0
@@ -307,6 +306,7 @@ def test_raw_global_scores_are_not_normalised_per_layer(trained_tiny, tiny_split
         assert n == pytest.approx(r / r.mean(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_every_method_meets_a_mac_target_within_one_percent(tiny_splits):
     model, splits = tiny_splits
     config = tiny_config(target_params=None, target_macs=TARGET, generations=1)
@@ -326,6 +326,7 @@ def test_both_targets_at_once_are_refused(tiny_splits):
         run_compare(model, splits, ["l1-uniform"], tiny_config(target_macs=0.5))
 
 
+@pytest.mark.slow
 def test_progressive_uses_smoeas_group_budgets(comparison):
     smoea = comparison["methods"]["smoea"]["runs"][0]
     assert len(smoea["group_budgets"]) == 5
@@ -339,6 +340,7 @@ def test_progressive_uses_smoeas_group_budgets(comparison):
         assert all(u - r < 0.05 for r, u in zip(info["reached"], info["budgets_used"])), name
 
 
+@pytest.mark.slow
 def test_no_method_reads_the_test_split_before_it_is_pruned_and_fine_tuned(
     tiny_splits, monkeypatch
 ):
@@ -378,6 +380,7 @@ def test_no_method_reads_the_test_split_before_it_is_pruned_and_fine_tuned(
     assert state["early"] == 0 and state["late"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("genome", ["bits", "counts"])
 def test_progressive_reaches_the_target_after_a_fronts_plan(tiny_splits, genome):
     """A group cut to one ratio keeps other counts than SMOEA's, so SMOEA's budgets can be out

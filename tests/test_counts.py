@@ -88,6 +88,7 @@ def test_search_over_counts_is_ranked_non_dominated_and_reproducible(trained_tin
     assert np.array_equal(first.X, second.X) and first.evaluations > 8
 
 
+@pytest.mark.slow
 def test_prune_with_the_counts_genome_keeps_the_strongest_filters(trained_tiny):
     model, splits = copy.deepcopy(trained_tiny[0]), trained_tiny[1]
     s = Structure(model, torch.zeros(1, 3, 16, 16))

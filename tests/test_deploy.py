@@ -46,6 +46,7 @@ def pruned_file(tmp_path_factory):
     return out, data
 
 
+@pytest.mark.slow
 def test_prune_report_records_latency_of_both_models(pruned_file):
     out, _ = pruned_file
     report = json.loads((out / "report.json").read_text())
@@ -55,6 +56,7 @@ def test_prune_report_records_latency_of_both_models(pruned_file):
         assert latency["threads"] >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fold", [True, False])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_gives_the_same_outputs(pruned_file, tmp_path, fmt, fold):

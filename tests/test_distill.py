@@ -89,6 +89,7 @@ def _distilled_config() -> smoea.PruneConfig:
     return config
 
 
+@pytest.mark.slow
 def test_a_resumed_distilled_prune_equals_an_uninterrupted_one(trained_tiny):
     model, splits = trained_tiny
     args = (splits.train, splits.val)
@@ -142,6 +143,7 @@ def test_a_resumed_distilled_prune_equals_an_uninterrupted_one(trained_tiny):
     ]
 
 
+@pytest.mark.slow
 def test_prune_command_with_distill_records_it(tmp_path, image_archive, baseline):
     out = tmp_path / "p"
     flags = ["--target-params", "0.5", "--pop-size", "6", "--generations", "1"]

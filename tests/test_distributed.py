@@ -16,6 +16,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 FLAGS += ["--final-epochs", "1", "--batch-size", "32", "--val-size", "40", "--device", "cpu"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_two_processes_give_the_masks_and_accuracy_of_one(tmp_path, image_archive, baseline):
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -44,6 +45,7 @@ def _outcome(out):
     return [(g["filters_after"], g["front"]) for g in report["groups"]], report["pruned"]["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_result(
     tmp_path, image_archive, baseline

@@ -81,6 +81,7 @@ PRUNE += ["--search-size", "12", "--calibration-images", "16", "--finetune-epoch
 PRUNE += ["--final-epochs", "1", "--batch-size", "32", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_photos_train_and_prune_cached_and_streamed_with_the_same_masks(photos, tmp_path):
     data = ["--data", str(photos), "--dataset", "imagefolder", "--image-size", "32"]
     data += ["--val-size", "24"]

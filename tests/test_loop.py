@@ -1,16 +1,17 @@
-"""Bring your own loop: the README's example runs; loaders without a score use the built-ins."""
+"""Bring your own loop: docs/python.md's example runs; loaders without a score use the built-ins."""
 
 import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import smoea
 from tests.conftest import synthetic_images
 from tests.test_images import write_photos
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "python.md"
 
 
 def _example() -> str:
@@ -19,6 +20,7 @@ def _example() -> str:
     return re.search(r"```python\n(.*?)```", block, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_readme_example_runs(tmp_path, monkeypatch):
     photos = write_photos(tmp_path / "photos", n_train=60, n_test=24)
     (photos / "test").rename(photos / "val")
@@ -58,6 +60,7 @@ class Batches:
             yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
 
 
+@pytest.mark.slow
 def test_loaders_with_the_built_in_error_and_fine_tuning(trained_tiny):
     import copy
 

@@ -88,6 +88,7 @@ def test_pruned_model_file_rebuilds_from_data(tmp_path, name):
         assert torch.allclose(model.eval()(x), loaded(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_prune_resnet20_to_a_mac_target_with_three_objectives():
     from tests.conftest import synthetic_images
 
@@ -152,6 +153,7 @@ def test_copy_of_model_is_independent():
     assert sum(p.numel() for p in twin.parameters()) > sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_cli_mac_target_with_three_objectives_writes_and_plots_the_front(
     tmp_path, image_archive, baseline
 ):

@@ -98,6 +98,7 @@ def test_lower_envelope_never_exceeds_a_point_that_removes_as_much():
     assert e.tolist() == [0.1, 0.15, 0.15, 0.3, 0.3, 0.5]
 
 
+@pytest.mark.slow
 def test_search_fronts_curves_join_a_search_front_and_are_recorded(trained_tiny):
     model, splits = trained_tiny
     _, plain = prune(
@@ -122,6 +123,7 @@ def test_search_fronts_curves_join_a_search_front_and_are_recorded(trained_tiny)
     assert report["search_seconds"] >= report["plan_seconds"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", ["fronts", "level", "search-fronts"])
 def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny, rule):
     model, splits = trained_tiny
@@ -152,6 +154,7 @@ def test_fronts_plan_is_recorded_spent_and_reproducible(trained_tiny, rule):
     assert [g["front"] for g in groups] == [g["front"] for g in runs[1]["groups"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("measure", ["params", "macs"])
 def test_search_rule_plans_every_remaining_layer_and_lands_on_the_target(trained_tiny, measure):
     model, splits = trained_tiny
@@ -231,6 +234,7 @@ def test_statistics_are_restored_after_the_search_when_nothing_is_removed(traine
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("images", [32, 0])
 def test_no_final_finetune_reestimates_batchnorm_on_training_images(trained_tiny, images):
     from smoea.data import calibration_set, normalize
@@ -261,6 +265,7 @@ def _pruned_report(trained_tiny, **kw):
     return prune(copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=log)[1]
 
 
+@pytest.mark.slow
 def test_search_effort_follows_the_plan(trained_tiny):
     report = _pruned_report(trained_tiny, target_params=0.3, evaluations=32, effort="plan")
     efforts = [g["effort"] for g in report["groups"]]
@@ -278,6 +283,7 @@ def test_search_effort_follows_the_plan(trained_tiny):
     assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
 
 
+@pytest.mark.slow
 def test_fixed_effort_the_default_searches_every_group(trained_tiny):
     report = _pruned_report(trained_tiny, target_params=0.3)
     assert all(

@@ -41,6 +41,7 @@ def _summary(out):
     return groups, report["pruned"], state
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path, image_archive, baseline):
     args = ["--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive), *PRUNE]
     full = tmp_path / "full"

@@ -58,6 +58,7 @@ def test_fit_to_budget_moves_in_steps_and_falls_back_to_single_units():
     assert sorted([x[:16].sum() % 4, x[16:].sum() % 4]) == [0, 3]  # one layer off, not both
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("genome,budget", [("counts", "fronts"), ("bits", "heavy-late")])
 def test_prune_with_round_to_keeps_multiples_and_meets_the_target(trained_tiny, genome, budget):
     model, splits = copy.deepcopy(trained_tiny[0]), trained_tiny[1]

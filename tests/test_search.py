@@ -138,6 +138,7 @@ def test_a_group_leaves_the_target_reachable_for_the_later_ones(
     assert 0.09 <= report["params_ratio"] <= 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20", "mobilenetv2"])
 def test_coupled_channels_never_leave_a_budget_out_of_reach(name, tiny_data):
     """A residual stream couples groups, so a plan can ask a group for more than its minimum

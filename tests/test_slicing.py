@@ -102,6 +102,7 @@ def _candidates(genome: Genome, n: int = 5) -> np.ndarray:
 FAMILIES = ["resnet20", "mobilenetv2", "grouped", "concat", "mobilenet_v3_small"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("calibration", [True, False])
 @pytest.mark.parametrize("name", FAMILIES)
 def test_sliced_scores_equal_masked_scores_on_every_family(name, calibration):

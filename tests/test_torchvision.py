@@ -26,6 +26,7 @@ def _data(n: int, seed: int) -> TensorData:
     return TensorData(x, torch.arange(n) % 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_a_torchvision_family_prunes_saves_loads_and_exports(name, tmp_path):
     torch.manual_seed(0)

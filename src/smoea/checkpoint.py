@@ -97,7 +97,14 @@ def load_record(path: str | Path, trust: bool = False) -> dict:
 
 def load(path: str | Path, trust: bool = False) -> nn.Module:
     """Rebuild a saved model in eval mode (the public `smoea.load`)."""
-    return model_from_record(load_record(path, trust), path)
+    return load_model_file(path, trust)[1]
+
+
+def load_model_file(path: str | Path, trust: bool = False) -> tuple[dict, nn.Module]:
+    """A model file's record (architecture, normalisation, split, ...) and its model, rebuilt:
+    a broken or mismatched file fails here in one line, before any work."""
+    record = load_record(path, trust)
+    return record, model_from_record(record, path)
 
 
 def model_from_record(record: dict, path: str | Path = "checkpoint") -> nn.Module:

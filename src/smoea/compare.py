@@ -27,9 +27,9 @@ from smoea.baselines import (
 from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
-from smoea.report import model_counts
+from smoea.report import model_figures
 from smoea.structure import Structure, plan_groups
-from smoea.train import TrainConfig, evaluate, train, what_ran
+from smoea.train import TrainConfig, train, what_ran
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
@@ -114,11 +114,7 @@ def compare(
 
 def _baseline_row(make_model, splits: Splits, device) -> dict:
     """The unpruned model's test accuracy and sizes, measured after every method finished."""
-    baseline = make_model().to(device).eval()
-    return {
-        "test_accuracy": evaluate(baseline, splits.test, splits, device)["accuracy"],
-        **model_counts(baseline, splits.image_shape),
-    }
+    return model_figures(make_model().to(device), splits, device)
 
 
 def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, save_model) -> dict:
@@ -348,18 +344,10 @@ def _schedule_record(schedule: list[tuple[int, TrainConfig]]) -> list[dict]:
 
 
 def _measure(model, splits, cfg, device, extra: dict) -> tuple[dict, nn.Module]:
-    """Accuracies after pruning and fine-tuning: validation (whole split, and outside SMOEA's
-    search set, the fair one between methods), then test; returned with the model."""
-    model.eval()
+    """Accuracies after pruning and fine-tuning (validation outside SMOEA's search set is the
+    fair one between methods) and sizes; returned with the model."""
     held_out = outside_subset(splits.val, cfg.search_size, cfg.seed)
-    figures = {
-        "val_accuracy": evaluate(model, splits.val, splits, device)["accuracy"],
-        "held_out_val_accuracy": evaluate(model, held_out, splits, device)["accuracy"],
-        "test_accuracy": evaluate(model, splits.test, splits, device)["accuracy"],
-        **model_counts(model, splits.image_shape),
-        **extra,
-    }
-    return figures, model
+    return {**model_figures(model, splits, device, held_out), **extra}, model
 
 
 SUMMED = ("params", "macs", "search_seconds", "evaluations", "finetune_seconds")

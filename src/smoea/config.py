@@ -1,12 +1,24 @@
-"""Configuration files (TOML or YAML) whose keys are the command-line flags."""
+"""Configuration: dataclass fields that carry their flag's help, and TOML or YAML files of flags."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import tomllib
 
 from smoea.errors import SmoeaError
+
+
+def option(default=dataclasses.MISSING, help: str | None = None, *, factory=None, **flag):
+    """A dataclass field that is also a command-line flag: `--name-with-dashes`, typed by its
+    annotation, with `help` (the default is appended). `flag` may set `name` (another flag
+    name), `flag_default` (the flag's default where it differs), or `flags` for a nested
+    config: {sub-field: (flag name, help)}."""
+    metadata = {"help": help, **flag}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def read_config_file(path: str | Path) -> dict:

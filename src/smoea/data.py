@@ -19,6 +19,7 @@ from smoea.images import (
     DEFAULT_MEMORY_BUDGET,
     FileImages,
     StreamData,
+    TensorData,
     centre,
     fit_image,
     parse_size,
@@ -28,39 +29,6 @@ from smoea.images import (
 
 DATASETS = ("cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
-
-
-@dataclass
-class TensorData:
-    """Images as uint8 (N, C, H, W) and labels as int64 (N,).
-
-    With `full` (photos of any size, see smoea.images), `x` is the centre crop of the larger
-    stored squares in `full` (a view), and training crops at random from `full`.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    full: torch.Tensor | None = None
-
-    @classmethod
-    def cropped(cls, full: torch.Tensor, y: torch.Tensor, size: int) -> TensorData:
-        return cls(centre(full, size), y, full)
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(channels, height, width) of the images as the model sees them."""
-        return tuple(self.x.shape[1:])
-
-    def subset(self, index: torch.Tensor) -> TensorData:
-        if self.full is None:
-            return TensorData(self.x[index], self.y[index])
-        return TensorData.cropped(self.full[index], self.y[index], self.x.shape[-1])
-
-    def load(self) -> TensorData:
-        return self
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,39 @@ EVAL_RATIO = 0.875
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
 DEFAULT_MEMORY_BUDGET = "4GB"
+
+
+@dataclass
+class TensorData:
+    """Images as uint8 (N, C, H, W) and labels as int64 (N,).
+
+    With `full` (photos of any size, see smoea.images), `x` is the centre crop of the larger
+    stored squares in `full` (a view), and training crops at random from `full`.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    full: torch.Tensor | None = None
+
+    @classmethod
+    def cropped(cls, full: torch.Tensor, y: torch.Tensor, size: int) -> TensorData:
+        return cls(centre(full, size), y, full)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images as the model sees them."""
+        return tuple(self.x.shape[1:])
+
+    def subset(self, index: torch.Tensor) -> TensorData:
+        if self.full is None:
+            return TensorData(self.x[index], self.y[index])
+        return TensorData.cropped(self.full[index], self.y[index], self.x.shape[-1])
+
+    def load(self) -> TensorData:
+        return self
 
 
 def storage_size(size: int) -> int:
@@ -146,8 +180,6 @@ class StreamData:
 
     def load(self):
         """Decode into memory (for small subsets), with the same crops as the stream."""
-        from smoea.data import TensorData
-
         if not len(self):
             return TensorData(torch.zeros(0, *self.shape, dtype=torch.uint8), self.y)
         parts = [x for _, x in self.full_batches(torch.arange(len(self)), 256)]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from smoea import interrupt
+from smoea.budget import BUDGET_RULES, Planner
+from smoea.config import option
 from smoea.data import (
     Splits,
     StreamData,
@@ -26,7 +27,6 @@ from smoea.data import (
 from smoea.errors import SmoeaError
 from smoea.evaluator import ScoredEvaluator, recalibrate
 from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
-from smoea.plan import Curve, allocate, allocate_level, lower_envelope, top_k_masks
 from smoea.search import (
     GENOMES,
     Genome,
@@ -47,16 +47,6 @@ from smoea.train import (
     what_ran,
 )
 
-BUDGET_RULES = {
-    "proportional": 1.0,
-    "heavy-late": 2.0,
-    "fronts": None,
-    "search-fronts": None,
-    "level": None,
-    "search": None,
-}
-PLAN_POINTS = 9  # ratios per group curve of the `fronts` budget rule
-PLAN_SEARCH = (16, 4)  # population, generations of a `search-fronts` curve's short NSGA-II
 EFFORTS = ("plan", "fixed")
 SCORINGS = ("sliced", "masked")
 EFFORT_GROUPS = 2  # the default evaluation total: as many as two groups searched the fixed way
@@ -68,43 +58,105 @@ SIZES = ("params", "macs")
 
 @dataclass
 class PruneConfig:
-    """Everything that steers one SMOEA run; defaults chosen by measurement (see README)."""
+    """Everything that steers one SMOEA run; defaults chosen by measurement (docs/results.md)."""
 
-    target_params: float | None = 0.1656
-    target_macs: float | None = None  # when set, the target is on MACs instead of parameters
-    objectives: str | None = None  # e.g. "error,params,macs"; None: objective and the target's
-    groups: str | None = None  # e.g. "1-2,3-4"; None: one group per spatial stage
-    genome: str = "counts"  # counts: kept counts per layer, top by L1; bits: a bit per filter
-    pop_size: int = 24
-    generations: int = 20  # per group with effort "fixed" (or without a target)
-    # fixed: every group searches pop_size x generations; plan: the groups' searches share
-    # `evaluations` in proportion to what each is planned to remove (a group planned to remove
-    # almost nothing is not searched): 6x faster at 16.56% of vgg14's parameters but 0.2-0.8
-    # points less accurate on every run measured so far (README, "Search effort follows the
-    # plan"), so not the default
-    effort: str = "fixed"
-    scoring: str = "sliced"  # sliced where the model allows (else masked, saying why) | masked
-    evaluations: int | None = None  # None: EFFORT_GROUPS x pop_size x generations (960)
-    search_size: int = 500
-    calibration_images: int = 128  # training images for adaptive BatchNorm; 0 turns it off
-    objective: str = "error"
-    select: str = "target"
-    tolerance: float = 0.01
-    budget: str = "fronts"  # measured error curves per group, re-planned after each group
-    min_keep: float = 0.05
-    round_to: int = 1  # kept filters per layer a multiple of this (or the whole layer)
+    target_params: float | None = option(
+        0.1656, "fraction of the original parameters to keep", flag_default=None
+    )
+    target_macs: float | None = option(
+        None, "fraction of the original multiply-accumulates to keep (instead of parameters)"
+    )
+    objectives: str | None = option(
+        None,
+        "error (or loss) and one or both of params, macs; e.g. error,params,macs "
+        "(default: --objective and the target's measure)",
+    )
+    groups: str | None = option(None, "e.g. 1-2,3-4,5-7 (default: one per stage)")
+    genome: str = option(
+        "counts",
+        "what the search decides: bits (one bit per filter, the paper's framing) | counts "
+        "(how many filters each layer keeps, the strongest by L1 norm; moves whole counts)",
+    )
+    pop_size: int = option(24, "candidates per NSGA-II generation")
+    generations: int = option(20, "NSGA-II generations per group (with --effort fixed)")
+    # plan was 6x faster at 16.56% of vgg14's parameters but 0.2-0.8 points less accurate on
+    # every run measured so far (benchmarks/results/search-effort), so fixed is the default
+    effort: str = option(
+        "fixed",
+        "how the groups' searches share evaluations: plan (in proportion to what each group "
+        "is planned to remove, out of --evaluations; a group allotted fewer than "
+        f"{MIN_SEARCH_GENERATIONS} generations is not searched, its plan point is applied) | "
+        "fixed (every group --pop-size x --generations; measured more accurate)",
+    )
+    scoring: str = option(
+        "sliced",
+        "how a candidate runs: sliced (only its kept channels; a model whose layers cannot be "
+        "sliced falls back to masked and says why) | masked (full width, dropped channels zeroed)",
+    )
+    evaluations: int | None = option(
+        None,
+        "candidates the groups' searches score in all with --effort plan (the plan's curves "
+        f"are counted apart) (default {EFFORT_GROUPS} x --pop-size x --generations: 960)",
+    )
+    search_size: int = option(500, "images in the search set, drawn from the validation split")
+    calibration_images: int = option(
+        128,
+        "training images on which each candidate's BatchNorm statistics are re-estimated "
+        "before it is scored (adaptive BatchNorm); 0 turns it off",
+    )
+    objective: str = option("error", "f1 on the search set: error | loss (cross-entropy)")
+    select: str = option(
+        "target",
+        "the point chosen on each front: target (lowest error within the budget) | "
+        "tolerance | knee",
+    )
+    tolerance: float = option(0.01, "error above the best that --select tolerance accepts")
+    budget: str = option(
+        "fronts",
+        "how much each group removes: fronts (planned from measured error curves, re-planned "
+        "after each group; least summed predicted error rise) | level (the same curves, every "
+        "group the same predicted rise) | search-fronts (fronts, each curve joined with a short "
+        "NSGA-II front of its group) | search (each group's search plans every remaining layer "
+        "to the target; the group's part is applied) | heavy-late | proportional",
+    )
+    min_keep: float = option(0.05, "smallest fraction of filters any layer keeps")
+    round_to: int = option(
+        1, "keep a multiple of this many filters per layer (or all), e.g. 8 for CPU kernels"
+    )
     eval_batch_size: int = 500
-    distill: bool = False  # the unpruned model teaches every fine-tuning (see TrainConfig)
-    distill_temperature: float = DISTILL_TEMPERATURE
-    distill_weight: float = DISTILL_WEIGHT
+    distill: bool = option(
+        False,
+        "the unpruned model, frozen, teaches every fine-tuning (softened logits mixed with the "
+        "label loss; off by default)",
+    )
+    distill_temperature: float = option(
+        DISTILL_TEMPERATURE, "softening temperature of the distillation"
+    )
+    distill_weight: float = option(
+        DISTILL_WEIGHT, "share of the distillation loss in [0, 1]; the label loss gets the rest"
+    )
     seed: int = 0
     # no fine-tune between groups (BatchNorm re-estimated instead), one cycle at the end:
-    # measured better than one epoch after each group (README, "Does the search earn its place?")
-    finetune: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=0, lr=0.01, schedule="cosine")
+    # measured better than one epoch after each group (benchmarks/results/search-earns)
+    finetune: TrainConfig = option(
+        factory=lambda: TrainConfig(epochs=0, lr=0.01, schedule="cosine"),
+        flags={
+            "epochs": (
+                "finetune-epochs",
+                "fine-tuning epochs after each group but the last; 0: BatchNorm re-estimated on "
+                "the calibration images instead",
+            ),
+            "lr": ("finetune-lr", "peak learning rate of those (cosine schedule)"),
+            "batch_size": ("batch-size", "fine-tuning batch size"),
+        },
     )
-    final: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=9, lr=0.01, schedule="cosine")
+    final: TrainConfig = option(
+        factory=lambda: TrainConfig(epochs=9, lr=0.01, schedule="cosine"),
+        flags={
+            "epochs": ("final-epochs", "fine-tuning epochs after the last group"),
+            "lr": ("final-lr", "peak learning rate of the final fine-tune"),
+            "batch_size": ("batch-size", "fine-tuning batch size"),
+        },
     )
 
     @property
@@ -284,6 +336,16 @@ class _Run:
         self.min_keep = self.report["min_keep"]
         self.search = draw_subset(splits.val, config.search_size, config.seed)
         self.calibration = calibration_set(splits.train, config.calibration_images, config.seed)
+        self.planner = Planner(
+            config,
+            self.groups,
+            self.min_keep,
+            self.original,
+            self._evaluator,
+            self._genome,
+            self._fraction,
+            log,
+        )
 
     def _plan(self, first: Structure) -> dict:
         """What stays fixed for the whole run: original counts, groups, per-layer minimums."""
@@ -379,7 +441,7 @@ class _Run:
         base = s.units_per_layer
         span = self._span(g, layers)
         genome = self._genome(s, span)
-        budget, plan = self._budget(s, g)
+        budget, plan = self.planner.budget(s, g)
         budget = self._reachable(s, span, budget)
         evaluator = self._evaluator(s, genome)
         if evaluator.mode == "masked":
@@ -619,92 +681,6 @@ class _Run:
                 f"multiple of --round-to {genome.round_to}: {off}"
             )
 
-    def _budget(self, s: Structure, g: int) -> tuple[float | None, dict | None]:
-        """Whole-model fraction allowed after group g (see README: budget rules), and the
-        measured plan behind it with `--budget fronts`."""
-        r = self.cfg.target
-        if r is None:
-            return None, None
-        if g == len(self.groups) - 1:
-            return r, None
-        full = s.units_per_layer
-        now = self._fraction(s, full)
-        need = max(0.0, now - r)
-        if self.cfg.budget in ("fronts", "search-fronts", "level"):
-            return self._planned_budget(s, g, now, need)
-        if self.cfg.budget == "search":  # the search's constraint is the target itself
-            return r, None
-        masses = []
-        for layers in self.groups[g:]:
-            kept = full.copy()
-            kept[layers] = [self.min_keep[i] for i in layers]
-            masses.append(now - self._fraction(s, kept))
-        power = BUDGET_RULES[self.cfg.budget]
-        weights = np.array(masses) ** power
-        share = need * weights[0] / max(weights.sum(), 1e-12)
-        share = max(share, need - sum(masses[1:]))  # what later groups cannot remove
-        return float(now - min(share, masses[0])), None
-
-    def _planned_budget(self, s: Structure, g: int, now: float, need: float):
-        """Measure every remaining group's curve on the current model, spread `need` over them
-        with the least predicted error rise, and give group g its share."""
-        start = time.perf_counter()
-        measured = [self._curve(s, layers, now, g) for layers in self.groups[g:]]
-        curves = [curve for curve, _ in measured]
-        shares = (allocate_level if self.cfg.budget == "level" else allocate)(curves, need)
-        share = min(float(shares[0]), float(curves[0].removed[-1]))
-        share = max(share, need - sum(float(c.removed[-1]) for c in curves[1:]))
-        plan = {
-            "need": need,
-            "shares": shares.tolist(),
-            "curves": [c.as_dict() for c in curves],
-            "evaluations": sum(n for _, n in measured),
-            "seconds": time.perf_counter() - start,
-        }
-        self.log(
-            f"plan before group {g + 1}: remove {need:.4f} of the {self.cfg.measure} in all, "
-            "shares " + ", ".join(f"{v:.4f}" for v in shares)
-        )
-        return float(now - share), plan
-
-    def _curve(self, s: Structure, layers: list[int], now: float, g: int) -> tuple[Curve, int]:
-        """One group's f1 at L1 top-k ratios, calibrated, with every other layer as it is;
-        with `--budget search-fronts`, the lower envelope of those points and a short NSGA-II
-        front of the group (so the plan sees what the group's search can reach). Also returns
-        how many candidates it scored."""
-        genome = self._genome(s, layers)
-        evaluator = self._evaluator(s, genome)
-        l1 = [s.l1_norms(i) for i in layers]
-        candidates = top_k_masks(l1, genome.units, genome.min_keep, PLAN_POINTS)
-        error = evaluator.score_masks([dict(zip(layers, masks)) for masks in candidates])
-        removed = []
-        for masks in candidates:
-            kept = s.units_per_layer.copy()
-            kept[layers] = [int(m.sum()) for m in masks]
-            removed.append(now - self._fraction(s, kept))
-        removed = np.maximum.accumulate(np.array(removed))
-        if self.cfg.budget == "search-fronts":
-            removed, error = self._with_front(s, evaluator, l1, now, g, removed, error)
-        return Curve(list(layers), removed, error), evaluator.evaluations
-
-    def _with_front(self, s, evaluator, l1, now: float, g: int, removed, error):
-        """The curve's points joined with a short unconstrained NSGA-II front of the group,
-        reduced to the lower envelope: at each size removed, the least error of any point
-        that removes at least as much."""
-        pop, generations = PLAN_SEARCH
-        problem = GroupProblem(
-            evaluator,
-            s.units_per_layer,
-            self.original,
-            None,
-            self.cfg.measure,
-            (self.cfg.measure,),
-        )
-        seed = self.cfg.seed + 1000 * (g + 1) + evaluator.genome.layers[0]
-        result = run_nsga2(problem, l1, pop, generations, seed, "plan", genome_kind=self.cfg.genome)
-        removed = np.concatenate([removed, now - result.F[:, 1]])
-        return lower_envelope(removed, np.concatenate([error, result.F[:, 0]]))
-
     def _reestimate_norms(self) -> int:
         """With no fine-tune after a group removed filters, every BatchNorm re-estimates its
         statistics on the calibration images (training split; reset, then a cumulative average),
@@ -775,210 +751,3 @@ class _LoopRun(_Run):
             "weight": self.distill.weight,
             "teacher_val_accuracy": accuracy,
         }
-
-
-# ---- command line ------------------------------------------------------------------------
-
-
-def add_prune_flags(p: argparse.ArgumentParser) -> None:
-    d = PruneConfig()
-    p.add_argument(
-        "--target-params",
-        type=float,
-        default=None,
-        help="fraction of the original parameters to keep (default 0.1656)",
-    )
-    p.add_argument(
-        "--target-macs",
-        type=float,
-        default=None,
-        help="fraction of the original multiply-accumulates to keep (instead of parameters)",
-    )
-    p.add_argument(
-        "--objectives",
-        default=None,
-        help="error (or loss) and one or both of params, macs; e.g. error,params,macs",
-    )
-    p.add_argument("--groups", default=None, help="e.g. 1-2,3-4,5-7 (default: one per stage)")
-    p.add_argument(
-        "--genome",
-        default=d.genome,
-        help="what the search decides: bits (one bit per filter, the paper's framing) | counts "
-        "(how many filters each layer keeps, the strongest by L1 norm; moves whole counts) "
-        f"(default {d.genome})",
-    )
-    p.add_argument(
-        "--pop-size",
-        type=int,
-        default=d.pop_size,
-        help=f"candidates per NSGA-II generation (default {d.pop_size})",
-    )
-    p.add_argument(
-        "--generations",
-        type=int,
-        default=d.generations,
-        help=f"NSGA-II generations per group (default {d.generations})",
-    )
-    p.add_argument(
-        "--effort",
-        default=d.effort,
-        help="how the groups' searches share evaluations: plan (in proportion to what each "
-        "group is planned to remove, out of --evaluations; a group allotted fewer than "
-        f"{MIN_SEARCH_GENERATIONS} generations is not searched, its plan point is applied) | "
-        "fixed (every group --pop-size x --generations; measured more accurate, see README) "
-        f"(default {d.effort})",
-    )
-    p.add_argument(
-        "--scoring",
-        default=d.scoring,
-        help="how a candidate runs: sliced (only its kept channels; a model whose layers "
-        "cannot be sliced falls back to masked and says why) | masked (full width, dropped "
-        f"channels zeroed) (default {d.scoring})",
-    )
-    p.add_argument(
-        "--evaluations",
-        type=int,
-        default=d.evaluations,
-        help="candidates the groups' searches score in all with --effort plan (the plan's "
-        f"curves are counted apart) (default {EFFORT_GROUPS} x --pop-size x --generations: "
-        f"{d.evaluation_total})",
-    )
-    p.add_argument(
-        "--search-size",
-        type=int,
-        default=d.search_size,
-        help=f"images in the search set, drawn from the validation split (default {d.search_size})",
-    )
-    p.add_argument(
-        "--calibration-images",
-        type=int,
-        default=d.calibration_images,
-        help="training images on which each candidate's BatchNorm statistics are re-estimated "
-        "before it is scored (adaptive BatchNorm); 0 turns it off "
-        f"(default {d.calibration_images})",
-    )
-    p.add_argument(
-        "--objective",
-        default=d.objective,
-        help=f"f1 on the search set: error | loss (cross-entropy) (default {d.objective})",
-    )
-    p.add_argument(
-        "--select",
-        default=d.select,
-        help="the point chosen on each front: target (lowest error within the budget) | "
-        f"tolerance | knee (default {d.select})",
-    )
-    p.add_argument(
-        "--tolerance",
-        type=float,
-        default=d.tolerance,
-        help=f"error above the best that --select tolerance accepts (default {d.tolerance})",
-    )
-    p.add_argument(
-        "--budget",
-        default=d.budget,
-        help="how much each group removes: fronts (planned from measured error curves, "
-        "re-planned after each group; least summed predicted error rise) | level (the same "
-        "curves, every group the same predicted rise) | search-fronts (fronts, each curve "
-        "joined with a short NSGA-II front of its group) | search (each group's search plans "
-        "every remaining layer to the target; the group's part is applied) | heavy-late | "
-        "proportional "
-        f"(default {d.budget})",
-    )
-    p.add_argument(
-        "--min-keep",
-        type=float,
-        default=d.min_keep,
-        help=f"smallest fraction of filters any layer keeps (default {d.min_keep})",
-    )
-    p.add_argument(
-        "--round-to",
-        type=int,
-        default=d.round_to,
-        help="keep a multiple of this many filters per layer (or all), e.g. 8 for CPU kernels "
-        f"(default {d.round_to})",
-    )
-    p.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=d.finetune.epochs,
-        help="fine-tuning epochs after each group but the last; 0: BatchNorm re-estimated "
-        f"on the calibration images instead (default {d.finetune.epochs})",
-    )
-    p.add_argument(
-        "--finetune-lr",
-        type=float,
-        default=d.finetune.lr,
-        help=f"peak learning rate of those (cosine schedule) (default {d.finetune.lr})",
-    )
-    p.add_argument(
-        "--final-epochs",
-        type=int,
-        default=d.final.epochs,
-        help=f"fine-tuning epochs after the last group (default {d.final.epochs})",
-    )
-    p.add_argument(
-        "--final-lr",
-        type=float,
-        default=d.final.lr,
-        help=f"peak learning rate of the final fine-tune (default {d.final.lr})",
-    )
-    p.add_argument(
-        "--batch-size", type=int, default=128, help="fine-tuning batch size (default 128)"
-    )
-    p.add_argument(
-        "--distill",
-        action="store_true",
-        help="the unpruned model, frozen, teaches every fine-tuning (softened logits mixed with "
-        "the label loss; off by default)",
-    )
-    p.add_argument(
-        "--distill-temperature",
-        type=float,
-        default=d.distill_temperature,
-        help=f"softening temperature of the distillation (default {d.distill_temperature})",
-    )
-    p.add_argument(
-        "--distill-weight",
-        type=float,
-        default=d.distill_weight,
-        help="share of the distillation loss in [0, 1]; the label loss gets the rest "
-        f"(default {d.distill_weight})",
-    )
-
-
-def config_from_args(args: argparse.Namespace) -> PruneConfig:
-    def tune(epochs, lr):
-        return TrainConfig(epochs=epochs, lr=lr, batch_size=args.batch_size, schedule="cosine")
-
-    if args.target_params is not None and args.target_macs is not None:
-        raise SmoeaError("give --target-params or --target-macs, not both")
-    target_params = args.target_params
-    if target_params is None and args.target_macs is None:
-        target_params = PruneConfig.target_params
-    return PruneConfig(
-        target_params=target_params,
-        target_macs=args.target_macs,
-        objectives=args.objectives,
-        groups=args.groups,
-        genome=args.genome,
-        pop_size=args.pop_size,
-        generations=args.generations,
-        effort=args.effort,
-        scoring=args.scoring,
-        evaluations=args.evaluations,
-        search_size=args.search_size,
-        calibration_images=args.calibration_images,
-        objective=args.objective,
-        select=args.select,
-        tolerance=args.tolerance,
-        budget=args.budget,
-        min_keep=args.min_keep,
-        round_to=args.round_to,
-        distill=args.distill,
-        distill_temperature=args.distill_temperature,
-        distill_weight=args.distill_weight,
-        seed=args.seed,
-        finetune=tune(args.finetune_epochs, args.finetune_lr),
-        final=tune(args.final_epochs, args.final_lr),
-    )

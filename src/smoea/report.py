@@ -22,6 +22,22 @@ def model_counts(model: nn.Module, image_shape: tuple[int, int, int]) -> dict:
     return {"params": int(params), "macs": int(macs)}
 
 
+def model_figures(model: nn.Module, splits, device, held_out=None) -> dict:
+    """What prune, evaluate and compare report of a model: test accuracy and loss, parameters
+    and MACs; with `held_out` (the validation images outside the search set, the fair ones to
+    choose settings by) also the validation accuracy on the whole split and on those."""
+    from smoea.train import evaluate
+
+    model.eval()
+    figures = {}
+    if held_out is not None:
+        figures["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
+        figures["held_out_val_accuracy"] = evaluate(model, held_out, splits, device)["accuracy"]
+    test = evaluate(model, splits.test, splits, device)
+    figures.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+    return {**figures, **model_counts(model, splits.image_shape)}
+
+
 def versions() -> dict:
     import numpy
     import pymoo

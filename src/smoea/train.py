@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from smoea import distributed, interrupt
+from smoea.config import option
 from smoea.data import Splits, TensorData, batches
 from smoea.errors import SmoeaError
 
@@ -23,12 +24,12 @@ from smoea.errors import SmoeaError
 class TrainConfig:
     """SGD with Nesterov momentum; `lr` is the peak rate of the schedule."""
 
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 0.1
+    epochs: int = option(30, "epochs")
+    batch_size: int = option(128, "images per batch")
+    lr: float = option(0.1, "peak learning rate of SGD")
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"  # onecycle | cosine
+    weight_decay: float = option(5e-4, "SGD weight decay")
+    schedule: str = option("onecycle", "learning-rate schedule: onecycle | cosine")
     label_smoothing: float = 0.0
 
     def as_dict(self) -> dict:

@@ -12,7 +12,7 @@ from smoea.models.vgg import build_vgg, vgg_filters
 MODELS = ("vgg14", "vgg16", "resnet20", "resnet56", "mobilenetv2", "torchvision:NAME")
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 # torchvision classifiers with auxiliary heads: their training-mode outputs are tuples that a
-# plain loss cannot read; the heads serve only training and are left out (the README says so)
+# plain loss cannot read; the heads serve only training and are left out (docs/models.md says so)
 AUX_HEADS = ("googlenet", "inception_v3")
 
 

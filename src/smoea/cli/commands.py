@@ -1,4 +1,4 @@
-"""The `smoea` command: train a baseline, prune it with SMOEA, compare methods, evaluate, export."""
+"""What each `smoea` command does: train, prune, compare, evaluate, export."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import json
 import resource
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,303 +13,19 @@ from pathlib import Path
 import torch
 
 from smoea import distributed
+from smoea.checkpoint import load_record, model_from_record, save_model
+from smoea.cli.flags import config_from_flags, prune_config
+from smoea.cli.rundir import (
+    PRUNE_STATE,
+    TRAIN_STATE,
+    guard_compare_out,
+    guard_out,
+    train_resume_state,
+    write_json,
+)
 from smoea.errors import SmoeaError
+from smoea.report import check_compatible, model_counts, model_figures, plot_report, versions
 from smoea.train import DISTILL_TEMPERATURE, DISTILL_WEIGHT
-
-
-def _common(p: argparse.ArgumentParser, data: bool = True) -> None:
-    p.add_argument("--config", help="TOML or YAML file whose keys are these flags")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seeds the search, training and fine-tuning data order (default 0)",
-    )
-    if data:
-        p.add_argument(
-            "--dataset",
-            default="cifar10",
-            help="cifar10 | cifar100 | mnist | fashion-mnist | imagefolder (default cifar10)",
-        )
-        p.add_argument("--data", help="data directory or .tar.gz archive")
-        p.add_argument("--download", action="store_true", help="fetch a torchvision data set")
-        p.add_argument("--cache-dir", help="where decoded arrays are cached")
-        p.add_argument(
-            "--val-size",
-            type=int,
-            default=None,
-            help="images carved from the training set for validation (default 5000; a model "
-            "file that records its split uses that one)",
-        )
-        p.add_argument(
-            "--image-size",
-            type=int,
-            default=None,
-            help="photos of any size: train on random-resized crops of S x S, evaluate on the "
-            "centre crop after resizing to S/0.875 (default: the images' own size, which must "
-            "then agree)",
-        )
-        p.add_argument(
-            "--memory-budget",
-            default="4GB",
-            help="with --image-size: a data set whose decoded size exceeds this (e.g. 512MB) is "
-            "streamed from disk instead of held in memory (default 4GB)",
-        )
-        p.add_argument(
-            "--workers",
-            type=int,
-            default=2,
-            help="DataLoader processes that decode a streamed data set (default 2)",
-        )
-        p.add_argument(
-            "--split-seed",
-            type=int,
-            default=None,
-            help="seed of the validation split (train: default --seed; prune, compare and "
-            "evaluate: the one the model file records)",
-        )
-
-
-def _train_flags(p: argparse.ArgumentParser, prefix: str = "", epochs: int = 30, lr: float = 0.1):
-    p.add_argument(f"--{prefix}epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
-    p.add_argument(
-        f"--{prefix}lr", type=float, default=lr, help=f"peak learning rate of SGD (default {lr})"
-    )
-    p.add_argument(
-        f"--{prefix}batch-size", type=int, default=128, help="images per batch (default 128)"
-    )
-    p.add_argument(
-        f"--{prefix}weight-decay", type=float, default=5e-4, help="SGD weight decay (default 5e-4)"
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smoea", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a baseline model")
-    _common(p)
-    p.add_argument(
-        "--model",
-        default="vgg14",
-        help="vgg14 | vgg16 | resnet20 | resnet56 | mobilenetv2 | torchvision:NAME (default vgg14)",
-    )
-    p.add_argument(
-        "--width", type=float, default=1.0, help="channel width multiplier (default 1.0)"
-    )
-    p.add_argument(
-        "--from",
-        dest="from_checkpoint",
-        metavar="CHECKPOINT",
-        help="continue training this model file (any smoea model, pruned or not) with the "
-        "recipe given here; its architecture, normalisation and validation split are kept and "
-        "--model/--width are ignored",
-    )
-    p.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow a --from file that holds pickled code (runs code from it)",
-    )
-    p.add_argument(
-        "--teacher",
-        metavar="CHECKPOINT",
-        help="distil from this model file (frozen; e.g. the unpruned baseline when continuing "
-        "a pruned model with --from); off by default",
-    )
-    p.add_argument(
-        "--distill-temperature",
-        type=float,
-        default=DISTILL_TEMPERATURE,
-        help=f"softening temperature with --teacher (default {DISTILL_TEMPERATURE})",
-    )
-    p.add_argument(
-        "--distill-weight",
-        type=float,
-        default=DISTILL_WEIGHT,
-        help=f"share of the distillation loss with --teacher, in [0, 1] (default {DISTILL_WEIGHT})",
-    )
-    _train_flags(p)
-    p.add_argument(
-        "--schedule",
-        default="onecycle",
-        help="learning-rate schedule: onecycle | cosine (default onecycle)",
-    )
-    p.add_argument("--out", required=True, help="directory for model.pt and train.json")
-    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-
-    p = sub.add_parser("prune", help="prune a trained model with SMOEA")
-    _common(p)
-    p.add_argument(
-        "--checkpoint",
-        help="the trained model file to prune; without it, --model builds one (from --weights, "
-        "or trained here first)",
-    )
-    p.add_argument(
-        "--model",
-        help="without --checkpoint: the architecture (as for smoea train, e.g. vgg14 or "
-        "torchvision:resnet18); its baseline is saved in OUT/baseline/",
-    )
-    p.add_argument(
-        "--width",
-        type=float,
-        default=1.0,
-        help="with --model: channel width multiplier (default 1.0)",
-    )
-    p.add_argument(
-        "--weights",
-        help="with --model: a state dict file of your own trained weights (keys and shapes "
-        "checked), or DEFAULT for torchvision's pretrained weights (needs its download host; "
-        "a new head is trained when the classes differ); without it the baseline is trained",
-    )
-    p.add_argument(
-        "--train-epochs",
-        type=int,
-        default=30,
-        help="with --model: epochs of the baseline's training, one-cycle SGD (default 30)",
-    )
-    p.add_argument(
-        "--train-lr",
-        type=float,
-        default=0.1,
-        help="with --model: peak learning rate of the baseline's training (default 0.1)",
-    )
-    p.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow a model file that holds pickled code (runs code from it)",
-    )
-    p.add_argument("--out", help="directory for model.pt, report.json and the plots")
-    p.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted prune in DIR")
-    from smoea.pipeline import add_prune_flags
-
-    add_prune_flags(p)
-
-    p = sub.add_parser("compare", help="SMOEA against filter criteria and whole-model search")
-    _common(p)
-    p.add_argument(
-        "--checkpoint", required=True, help="the baseline model file every method prunes"
-    )
-    p.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow a model file that holds pickled code (runs code from it)",
-    )
-    p.add_argument(
-        "--methods",
-        default="smoea,l1,l2,fpgm,taylor,bn-scale,random,whole-nsga2",
-        help="comma-separated: smoea, a criterion (l1, l2, fpgm, taylor, bn-scale, random; alone "
-        "it runs its -uniform and -global variants; also -global-raw, -at-smoea, -progressive), "
-        "lamp, sensitivity, ratio-search, whole-nsga2 (default: smoea, the six criteria and "
-        "whole-nsga2)",
-    )
-    p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1,2 (default 0,1)")
-    p.add_argument("--out", required=True, help="directory for compare.json/.md/.png and runs/")
-    p.add_argument("--force", action="store_true", help="start over in a used --out")
-    p.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
-    p.add_argument(
-        "--save-models",
-        action="store_true",
-        help="also save each run's pruned, fine-tuned model as runs/<method>-seed<k>.pt "
-        "(loadable by smoea evaluate/train --from/export; off by default)",
-    )
-    add_prune_flags(p)
-
-    p = sub.add_parser("evaluate", help="test accuracy, parameters and MACs of a model file")
-    _common(p)
-    p.add_argument("--checkpoint", required=True, help="the model file")
-    p.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow a model file that holds pickled code (runs code from it)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument(
-        "--latency",
-        action="store_true",
-        help="also measure inference time at batch 1 and 64 (median after warm-up)",
-    )
-
-    p = sub.add_parser("export", help="export a model file to ONNX or TorchScript")
-    p.add_argument("--config", help="TOML or YAML file whose keys are these flags")
-    p.add_argument("--checkpoint", required=True, help="the model file")
-    p.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow a model file that holds pickled code (runs code from it)",
-    )
-    p.add_argument("--format", required=True, help="onnx | torchscript")
-    p.add_argument("--out", required=True, help="the file to write")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    p.add_argument(
-        "--no-fold-bn",
-        action="store_true",
-        help="keep BatchNorm layers apart (by default they are folded into the convolutions)",
-    )
-    return parser
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse flags; values from --config fill in what the command line leaves out."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "config", None):
-        from smoea.config import read_config_file
-
-        values = read_config_file(args.config)
-        sub = parser._subparsers._group_actions[0].choices[args.command]
-        known = {a.dest for a in sub._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SmoeaError(f"--config {args.config}: unknown keys {', '.join(unknown)}")
-        sub.set_defaults(**values)
-        args = parser.parse_args(argv)
-    return args
-
-
-_interrupted_hint = [""]
-
-
-def _raise_interrupt(signum, frame):
-    from smoea import interrupt
-
-    interrupt.request_stop()
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    from smoea import interrupt
-
-    interrupt.reset()
-    _interrupted_hint[0] = ""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    grouped = distributed.init()
-    try:
-        args = parse_args(argv)
-        handler = {
-            "train": cmd_train,
-            "prune": cmd_prune,
-            "compare": cmd_compare,
-            "evaluate": cmd_evaluate,
-            "export": cmd_export,
-        }[args.command]
-        handler(args)
-        return 0
-    except SmoeaError as exc:
-        message = " ".join(str(exc).split())  # always one line
-        print(f"smoea: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = _interrupted_hint[0]
-        resume = f"; the last completed step is saved: resume with {hint}" if hint else ""
-        print(f"\nsmoea: interrupted{resume}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if grouped:
-            distributed.close()
 
 
 def _need_data(args) -> None:
@@ -370,42 +85,18 @@ def split_of(args, record: dict | None) -> tuple[int, int]:
     return int(recorded["val_size"]), int(recorded["seed"])
 
 
-def _guard_out(out: Path, force: bool) -> None:
-    """Never overwrite a finished run without --force."""
-    if (out / "model.pt").exists() and not force:
-        raise SmoeaError(f"{out} already holds a finished run; pass --force to overwrite it")
-    if out.exists() and not out.is_dir():
-        raise SmoeaError(f"--out {out} exists and is not a directory")
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    """Atomic like the model files: a failed write leaves the previous file as it was. Under
-    torchrun only rank 0 writes."""
-    if not distributed.is_main():
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2))
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise SmoeaError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-TRAIN_STATE = "train_state.pt"
-PRUNE_STATE = "state.pt"
 DEFAULT_VAL_SIZE = 5000
+# the command that continues an interrupted run, for main to print
+resume_hint = [""]
 
 
 def cmd_train(args) -> None:
-    from smoea.checkpoint import model_from_record, save_model
     from smoea.device import resolve_device
     from smoea.models import build_model, make_arch
-    from smoea.report import check_compatible, model_counts, versions
     from smoea.train import TrainConfig, TrainingDiverged, evaluate, train
 
     out = Path(args.out)
-    resume = _train_resume_state(out, args)
+    resume = train_resume_state(out, args)
     device = resolve_device(args.device)
     start_from = _start_record(args)
     splits = _splits(args, start_from)
@@ -430,13 +121,7 @@ def cmd_train(args) -> None:
 
             new = load_pretrained(model, args.model)
             print(f"pretrained weights loaded; {new} tensors (the head) start new", file=sys.stderr)
-    cfg = TrainConfig(
-        args.epochs,
-        args.batch_size,
-        args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-    )
+    cfg = config_from_flags(TrainConfig, args)
     extra = {
         "normalize": {"mean": splits.mean, "std": splits.std},
         "classes": splits.classes,
@@ -451,7 +136,7 @@ def cmd_train(args) -> None:
         save_model(out / TRAIN_STATE, model, arch, {**extra, "train_state": state})
 
     distill = _teacher(args, splits)
-    _interrupted_hint[0] = f"smoea train --resume --out {out} (with the same flags)"
+    resume_hint[0] = f"smoea train --resume --out {out} (with the same flags)"
     try:
         state = resume["train_state"] if resume else None
         history = train(
@@ -472,7 +157,7 @@ def cmd_train(args) -> None:
     test = evaluate(model, splits.test, splits, device)
     counts = model_counts(model, splits.image_shape)
     save_model(out / "model.pt", model, arch, extra)
-    _write_json(
+    write_json(
         out / "train.json",
         {
             "command": "smoea " + shlex.join(sys.argv[1:]),
@@ -501,8 +186,6 @@ def cmd_train(args) -> None:
 
 def _teacher(args, splits):
     """The distillation of `smoea train --teacher FILE`, or None."""
-    from smoea.checkpoint import load_record, model_from_record
-    from smoea.report import check_compatible
     from smoea.train import Distill
 
     if not args.teacher:
@@ -518,39 +201,20 @@ def _teacher(args, splits):
 
 def _start_record(args) -> dict | None:
     """The record of the --from model file, or None for a new model."""
-    from smoea.checkpoint import load_record
 
     if not args.from_checkpoint:
         return None
     return load_record(args.from_checkpoint, args.trust_checkpoint)
 
 
-def _train_resume_state(out: Path, args) -> dict | None:
-    from smoea.checkpoint import load_record
-
-    state = out / TRAIN_STATE
-    if args.resume:
-        if not state.exists():
-            raise SmoeaError(f"--resume: {out} holds no unfinished training ({TRAIN_STATE})")
-        return load_record(state)
-    _guard_out(out, args.force)
-    if state.exists() and not args.force:
-        raise SmoeaError(
-            f"{out} holds an unfinished run; add --resume to continue it or --force to start over"
-        )
-    return None
-
-
 def cmd_prune(args) -> None:
     from smoea import pipeline
-    from smoea.checkpoint import load_record, model_from_record, save_model
     from smoea.data import outside_subset
     from smoea.deploy import measure_latency
     from smoea.device import resolve_device
-    from smoea.report import check_compatible, plot_report, versions
 
     args, state = _prune_resume_state(args)
-    config = pipeline.config_from_args(args)
+    config = prune_config(args)
     config.validate()
     out = Path(args.out)
     device = resolve_device(args.device)
@@ -572,7 +236,7 @@ def cmd_prune(args) -> None:
         )
 
     out.mkdir(parents=True, exist_ok=True)
-    _interrupted_hint[0] = f"smoea prune --resume {out}"
+    resume_hint[0] = f"smoea prune --resume {out}"
     start = time.perf_counter()
     model, report = pipeline.prune(
         model,
@@ -593,8 +257,8 @@ def cmd_prune(args) -> None:
     held_out = outside_subset(splits.val, config.search_size, config.seed)
     report = {
         "command": "smoea " + shlex.join(sys.argv[1:]) if _argv_is_cli() else "smoea prune",
-        "baseline": _figures(baseline, splits, device, held_out),
-        "pruned": _figures(model, splits, device, held_out),
+        "baseline": model_figures(baseline, splits, device, held_out),
+        "pruned": model_figures(model, splits, device, held_out),
         **report,
         "split": splits.split,
         "wall_seconds": seconds,
@@ -608,9 +272,7 @@ def cmd_prune(args) -> None:
             "pruned": measure_latency(model, splits.image_shape, device),
         },
     }
-    report["params_ratio"] = report["pruned"]["params"] / report["baseline"]["params"]
-    report["macs_ratio"] = report["pruned"]["macs"] / report["baseline"]["macs"]
-    _write_json(out / "report.json", report)
+    write_json(out / "report.json", report)
     if distributed.is_main():
         plot_report(report, out)
     save_model(out / "model.pt", model, record.get("arch"), extra)
@@ -648,7 +310,6 @@ def _norms_note(report: dict, calibration_images: int) -> str:
 
 def _prune_resume_state(args) -> tuple[argparse.Namespace, dict | None]:
     """With --resume DIR, the saved flags and state of DIR; otherwise check --checkpoint/--out."""
-    from smoea.checkpoint import load_record
 
     if args.resume:
         path = Path(args.resume) / PRUNE_STATE
@@ -664,7 +325,7 @@ def _prune_resume_state(args) -> tuple[argparse.Namespace, dict | None]:
     if args.checkpoint and (args.model or args.weights):
         raise SmoeaError("give --checkpoint, or --model (with --weights), not both")
     out = Path(args.out)
-    _guard_out(out, args.force)
+    guard_out(out, args.force)
     if not args.checkpoint:
         args.checkpoint = str(_baseline_of(args, out / "baseline"))
     if (out / PRUNE_STATE).exists() and not args.force:
@@ -711,7 +372,6 @@ def _baseline_of(args, out: Path) -> Path:
 
 def _baseline_from_weights(args, out: Path) -> Path:
     """The user's own trained weights (a state dict) in smoea's model file format."""
-    from smoea.checkpoint import save_model
     from smoea.models import build_model, make_arch
 
     splits = _splits(args, None)
@@ -767,31 +427,16 @@ def _argv_is_cli() -> bool:
     return Path(sys.argv[0]).name in ("smoea", "__main__.py", "cli.py")
 
 
-def _figures(model, splits, device, held_out=None) -> dict:
-    """Test accuracy and sizes; with `held_out`, the validation accuracy on the whole split and
-    on the images outside the search set (the fair one to choose settings by)."""
-    from smoea.report import model_counts
-    from smoea.train import evaluate
-
-    figures = {"test_accuracy": evaluate(model, splits.test, splits, device)["accuracy"]}
-    if held_out is not None:
-        figures["val_accuracy"] = evaluate(model, splits.val, splits, device)["accuracy"]
-        figures["held_out_val_accuracy"] = evaluate(model, held_out, splits, device)["accuracy"]
-    return {**figures, **model_counts(model, splits.image_shape)}
-
-
 def cmd_compare(args) -> None:
-    from smoea import compare, pipeline
-    from smoea.checkpoint import load_record, model_from_record
+    from smoea import compare
     from smoea.device import resolve_device
-    from smoea.report import check_compatible, versions
 
     variants = compare.parse_methods(args.methods)
     seeds = _parse_seeds(args.seeds)
-    config = pipeline.config_from_args(args)
+    config = prune_config(args)
     config.validate()
     out = Path(args.out)
-    _guard_compare_out(out, args.force, args.resume)
+    guard_compare_out(out, args.force, args.resume)
     device = resolve_device(args.device)
     record = load_record(args.checkpoint, args.trust_checkpoint)
     model_from_record(record, args.checkpoint)  # a broken file fails here, before any work
@@ -800,7 +445,7 @@ def cmd_compare(args) -> None:
     if "normalize" in record:
         splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
     out.mkdir(parents=True, exist_ok=True)
-    _interrupted_hint[0] = f"the same smoea compare command with --resume (runs in {out}/runs)"
+    resume_hint[0] = f"the same smoea compare command with --resume (runs in {out}/runs)"
     start = time.perf_counter()
     result = compare.compare(
         lambda: model_from_record(record, args.checkpoint),
@@ -820,7 +465,7 @@ def cmd_compare(args) -> None:
         device=str(device),
         versions=versions(),
     )
-    _write_json(out / "compare.json", result)
+    write_json(out / "compare.json", result)
     table = compare.write_table(result)
     if distributed.is_main():
         (out / "compare.md").write_text(table)
@@ -838,7 +483,6 @@ def _model_extra(record: dict, splits) -> dict:
 def _compare_model_saver(record: dict, splits):
     """Saves a compare run's model as `smoea prune` does (the baseline's architecture with the
     filters read off the pruned model)."""
-    from smoea.checkpoint import save_model
 
     extra = _model_extra(record, splits)
     return lambda path, model: save_model(path, model, record.get("arch"), extra)
@@ -854,28 +498,8 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _guard_compare_out(out: Path, force: bool, resume: bool) -> None:
-    """A finished comparison needs --force; an unfinished one --resume (or --force)."""
-    import shutil
-
-    if out.exists() and not out.is_dir():
-        raise SmoeaError(f"--out {out} exists and is not a directory")
-    if force:
-        shutil.rmtree(out / "runs", ignore_errors=True)
-        return
-    if (out / "compare.json").exists() and not resume:
-        raise SmoeaError(f"{out} already holds a comparison; pass --force to start over")
-    if (out / "runs").exists() and not resume:
-        raise SmoeaError(
-            f"{out} holds an unfinished comparison; add --resume to continue it or --force"
-        )
-
-
 def cmd_evaluate(args) -> None:
-    from smoea.checkpoint import load_record, model_from_record
     from smoea.device import resolve_device
-    from smoea.report import check_compatible, model_counts
-    from smoea.train import evaluate
 
     device = resolve_device(args.device)
     record = load_record(args.checkpoint, args.trust_checkpoint)
@@ -883,9 +507,7 @@ def cmd_evaluate(args) -> None:
     splits = _splits(args, record)
     check_compatible(record, splits, args.checkpoint)
     splits.mean, splits.std = record["normalize"]["mean"], record["normalize"]["std"]
-    result = evaluate(model, splits.test, splits, device)
-    counts = model_counts(model, splits.image_shape)
-    obj = {"test_accuracy": result["accuracy"], "test_loss": result["loss"], **counts}
+    obj = model_figures(model, splits, device)
     if args.latency:
         from smoea.deploy import measure_latency
 
@@ -906,7 +528,6 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from smoea.checkpoint import load_record, model_from_record
     from smoea.deploy import FORMATS, export
 
     if args.format not in FORMATS:
@@ -923,7 +544,3 @@ def cmd_export(args) -> None:
     image_shape = tuple(shape) if len(shape) == 3 else (shape[0], shape[1], shape[1])
     export(model, image_shape, args.format, out, fold=not args.no_fold_bn)
     print(f"{args.format} -> {out}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
