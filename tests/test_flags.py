@@ -57,3 +57,24 @@ def test_a_flag_the_parser_has_is_not_defined_again():
     flags = [f for a in p._actions for f in a.option_strings]
     assert flags.count("--batch-size") == 1 and flags.count("--pop-size") == 1
     assert prune_config(p.parse_args([])).final.batch_size == 7
+
+
+def test_the_engine_imports_neither_argparse_nor_the_command_line():
+    import ast
+    from pathlib import Path
+
+    import smoea
+
+    root = Path(smoea.__file__).parent
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            bad = [n for n in names if n.split(".")[0] == "argparse" or n.startswith("smoea.cli")]
+            assert not bad, f"{path.relative_to(root)} imports {bad}"
