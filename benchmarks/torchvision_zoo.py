@@ -41,8 +41,10 @@ def one(name: str, size: int) -> dict:
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
         at = f"{Path(where.filename).name}:{where.lineno}"
         record = {"status": "failed", "reason": f"{type(exc).__name__}: {reason} ({at})"}
+    from smoea.report import versions
+
     record.update(model=name, image_size=size, seconds=time.perf_counter() - start)
-    return record
+    return record | {"versions": versions()}
 
 
 def _path(name: str, size: int) -> dict:

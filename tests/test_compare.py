@@ -186,6 +186,8 @@ def test_compare_command_writes_json_table_and_plot_and_resumes(baseline, image_
 
     assert main(args) == 2  # a finished comparison is never overwritten silently
     saved = (out / "runs" / "l1-uniform-seed1.json").read_text()
+    run_versions = json.loads(saved)["versions"]  # every run record names the code that ran
+    assert {"commit", "dirty", "torch", "torch_pruning", "pymoo"} <= set(run_versions)
     assert main([*args, "--resume"]) == 0  # finished runs are reused, not rerun
     assert (out / "runs" / "l1-uniform-seed1.json").read_text() == saved
     assert main([*args[:-2], "--final-epochs", "2", "--out", str(out), "--resume"]) == 2

@@ -27,7 +27,7 @@ from smoea.baselines import (
 from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
-from smoea.report import model_figures
+from smoea.report import model_figures, versions
 from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, train, what_ran
 
@@ -138,7 +138,7 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
         result = {"failed": f"{type(exc).__name__}: {reason}", "trace": traceback.format_exc()}
     if pruned is not None and save_model is not None and path is not None:
         save_model(path.with_suffix(".pt"), pruned)  # before the record: a reused run has it
-    result.update(seed=seed, config=settings)
+    result.update(seed=seed, config=settings, versions=versions())
     if path is not None and distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
