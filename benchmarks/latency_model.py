@@ -1,0 +1,100 @@
+"""Does the latency table predict a pruned model's measured latency? (issue "Real speed")
+
+Usage: python benchmarks/latency_model.py OUT_DIR [--archs vgg14,resnet20,mobilenetv2]
+           [--batches 1,64] [--configs 20] [--seed 0]
+
+For each architecture (random weights at CIFAR size, 3x32x32; vgg14 at width 0.5 as the shared
+baseline, the others at width 1) and batch size: build the latency table (smoea.latency), then
+draw `--configs` random pruned configurations (every layer keeps a random 5-100% of its units,
+the strongest by L1), prune a copy physically, fold its BatchNorm and measure it as deployed;
+record predicted against measured. Writes OUT_DIR/<arch>-b<batch>.json and prints a table with
+the median and largest absolute error. Run it with nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smoea.latency import build_table, time_model
+from smoea.models import build_model, make_arch
+from smoea.report import versions
+from smoea.structure import Structure
+
+WIDTHS = {"vgg14": 0.5}
+
+
+def run(arch: str, batch: int, configs: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    model = build_model(make_arch(arch, WIDTHS.get(arch, 1.0), 10, 3, 32)).eval()
+    example = torch.zeros(1, 3, 32, 32)
+    s = Structure(model, example)
+    start = time.perf_counter()
+    table = build_table(s, batch, torch.device("cpu"))
+    built = time.perf_counter() - start
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(configs):
+        pruned = copy.deepcopy(model)
+        ps = Structure(pruned, example)
+        masks = {}
+        for layer in ps.layers:
+            k = int(rng.integers(max(1, round(0.05 * layer.units)), layer.units + 1))
+            masks[layer.index] = np.isin(
+                np.arange(layer.units), np.argsort(-ps.l1_norms(layer.index))[:k]
+            )
+        kept = ps.kept_from_masks(masks)
+        ps.remove(masks)
+        predicted = float(table.predict(kept)[0])
+        measured = time_model(pruned, (3, 32, 32), batch, torch.device("cpu"))
+        rows.append({"kept": kept.tolist(), "predicted_ms": predicted, "measured_ms": measured})
+    errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
+    return {
+        "arch": arch,
+        "batch": batch,
+        "table_seconds": built,
+        "full_ms": table.full_ms,
+        "rest_ms": table.rest_ms,
+        "median_abs_error": statistics.median(errors),
+        "max_abs_error": max(errors),
+        "configs": rows,
+        "key": table.key,
+        "versions": versions(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--archs", default="vgg14,resnet20,mobilenetv2")
+    p.add_argument("--batches", default="1,64")
+    p.add_argument("--configs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("| arch | batch | table s | full ms | median abs error | max abs error |")
+    print("|---|---|---|---|---|---|")
+    for arch in args.archs.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            path = out / f"{arch}-b{batch}.json"
+            r = json.loads(path.read_text()) if path.exists() else None
+            if r is None:
+                r = run(arch, batch, args.configs, args.seed)
+                path.write_text(json.dumps(r, indent=1))
+            print(
+                f"| {arch} | {batch} | {r['table_seconds']:.0f} | {r['full_ms']:.2f} | "
+                f"{r['median_abs_error']:.1%} | {r['max_abs_error']:.1%} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""A latency model measured on this machine: each layer's time on a grid of channel counts.
+
+Parameters and MACs are proxies: on a CPU a layer with an odd channel count can run slower than
+a wider one, and small layers pay a fixed cost per operation. So, as NetAdapt and HALP do, each
+convolution and linear layer of the model is timed on its own, as the deployed model runs it
+(eval mode, BatchNorm folded into the convolution: a bias, channels_last), at a few channel
+counts of the layers that own its input and output channels (the dependency graph's owners, as
+for the exact counts); a pruned model's latency is predicted as the sum of those times,
+interpolated at its kept counts, plus the measured time of everything else (activations,
+pooling, additions), taken as constant. A table holds for one device, torch version, thread
+count, input shape and batch size; it is cached on disk under that key and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from smoea.errors import SmoeaError
+
+GRID = 5  # channel counts per owner axis
+NOISE = 0.10  # a measurement whose spread (interquartile range / median) exceeds this is redone
+TRIES = 3  # measurements of one point before its noise stops the build
+
+
+@dataclass
+class Term:
+    """One module's time (ms) on a grid: rows the input owner's kept units, columns the
+    output owner's (a single row or column where no layer owns that side)."""
+
+    name: str
+    a: int  # input owner (a layer index; n_layers for none)
+    b: int  # output owner
+    units_a: list[int]
+    units_b: list[int]
+    ms: list[list[float]]
+
+    def at(self, kept_a: np.ndarray, kept_b: np.ndarray) -> np.ndarray:
+        """Bilinear interpolation of the grid at each row's kept counts."""
+        ms = np.asarray(self.ms)
+        along_b = np.stack([np.interp(kept_b, self.units_b, row) for row in ms])  # (A, P)
+        if len(self.units_a) == 1:
+            return along_b[0]
+        cols = [np.interp(kept_a[p], self.units_a, along_b[:, p]) for p in range(len(kept_b))]
+        return np.array(cols)
+
+
+@dataclass
+class LatencyTable:
+    """Predicted latency (ms) of the model at any kept units per layer."""
+
+    key: dict
+    units: list[int]  # full units per layer
+    terms: list[Term] = field(default_factory=list)
+    full_ms: float = 0.0  # the whole folded model, measured
+    rest_ms: float = 0.0  # full_ms minus the terms at full width: everything else
+
+    def predict(self, kept: np.ndarray) -> np.ndarray:
+        """Latency in ms for each row of `kept` (units kept per layer)."""
+        kept = np.atleast_2d(np.asarray(kept, dtype=np.float64))
+        owned = np.concatenate([kept, np.ones((len(kept), 1))], axis=1)  # column L: no owner
+        total = np.full(len(kept), self.rest_ms)
+        for t in self.terms:
+            total += t.at(owned[:, t.a], owned[:, t.b])
+        return total
+
+    def fraction(self, kept: np.ndarray) -> np.ndarray:
+        """Predicted latency as a fraction of the unpruned model's predicted latency."""
+        return self.predict(kept) / self.predict(np.array(self.units))[0]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LatencyTable:
+        raw = json.loads(Path(path).read_text())
+        return cls(**{**raw, "terms": [Term(**t) for t in raw["terms"]]})
+
+
+def table_key(structure, batch: int, device: torch.device) -> dict:
+    """What a table holds for: device, torch, threads, input, batch and the layers' names and
+    full widths (a pruned model gets a table of its own)."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "device": f"{device.type}:{name}",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "input": list(structure.example.shape[1:]),
+        "batch": batch,
+        "layers": [f"{layer.name}:{layer.units}" for layer in structure.layers],
+    }
+
+
+def cache_path(key: dict, cache_dir: Path) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "latency" / f"{digest}.json"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def build_table(
+    structure, batch: int, device: torch.device, repeats: int = 20, progress: bool = True
+) -> LatencyTable:
+    """Time every convolution and linear layer of the structure's model on a grid of its
+    owners' kept counts, and the whole folded model; see the module docstring."""
+    from tqdm import tqdm
+
+    from smoea.structure import _depthwise, _owners
+
+    model = structure.model.eval()
+    out_owner, in_owner, _ = _owners(structure)
+    inputs = _input_shapes(model, structure.example)
+    units = [int(u) for u in structure.units_per_layer]
+    none = len(units)
+    modules = [
+        (name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    table = LatencyTable(table_key(structure, batch, device), units)
+    for name, m in tqdm(modules, desc="latency table", disable=not progress, leave=False):
+        if m not in inputs:  # not called on the example
+            continue
+        a, b = in_owner.get(m, none), out_owner.get(m, none)
+        if _depthwise(m):  # one axis: its channels follow one layer
+            a, b = none, (b if b != none else a)
+        grid_a, grid_b = _grid(units, a), _grid(units, b)
+        ms = [
+            [
+                _time_module(
+                    m,
+                    inputs[m],
+                    _fraction(ua, units, a),
+                    _fraction(ub, units, b),
+                    batch,
+                    device,
+                    repeats,
+                )
+                for ub in grid_b
+            ]
+            for ua in grid_a
+        ]
+        table.terms.append(Term(name, a, b, grid_a, grid_b, ms))
+    table.full_ms = time_model(model, structure.example.shape[1:], batch, device, repeats)
+    table.rest_ms = table.full_ms - float(sum(np.asarray(t.ms)[-1, -1] for t in table.terms))
+    return table
+
+
+def _grid(units: list[int], owner: int) -> list[int]:
+    """GRID kept counts from one unit to all of them (one point: no owner)."""
+    if owner >= len(units):
+        return [1]
+    full = units[owner]
+    return sorted({int(round(c)) for c in np.linspace(1, full, GRID)})
+
+
+def _fraction(count: int, units: list[int], owner: int) -> float:
+    return 1.0 if owner >= len(units) else count / units[owner]
+
+
+def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict:
+    """The input shape (batch 1) each convolution and linear layer is called with."""
+    shapes, handles = {}, []
+
+    def record(module, args) -> None:
+        shapes.setdefault(module, tuple(args[0].shape[1:]))
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            handles.append(m.register_forward_pre_hook(record))
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _time_module(m, shape, frac_in: float, frac_out: float, batch, device, repeats) -> float:
+    """A fresh module like `m` with its channels scaled (a folded BatchNorm: a bias), timed."""
+    if isinstance(m, nn.Linear):
+        cin, cout = _scaled(m.in_features, frac_in, 1), _scaled(m.out_features, frac_out, 1)
+        module, x = nn.Linear(cin, cout), torch.randn(batch, *shape[:-1], cin)
+    else:
+        depthwise = 1 < m.groups == m.out_channels
+        g = 1 if depthwise else m.groups
+        cout = _scaled(m.out_channels, frac_out, g)
+        cin = cout if depthwise else _scaled(m.in_channels, frac_in, g)
+        groups = cout if depthwise else m.groups
+        module = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups)
+        x = torch.randn(batch, cin, *shape[1:])
+    module = module.eval().to(device)
+    if x.dim() == 4:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return _median_ms(lambda: module(x.to(device)), device, repeats)
+
+
+def _scaled(channels: int, frac: float, multiple: int) -> int:
+    """Channels at a kept fraction, a multiple of `multiple` (a grouped convolution's groups)."""
+    return max(multiple, int(round(channels * frac / multiple)) * multiple)
+
+
+def time_model(model: nn.Module, image_shape, batch: int, device, repeats: int = 20) -> float:
+    """Median ms of the model as deployed: eval mode, BatchNorm folded, channels_last."""
+    from smoea.deploy import fold_batchnorm
+
+    folded = fold_batchnorm(model.eval()).to(device).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, *image_shape, device=device).contiguous(
+        memory_format=torch.channels_last
+    )
+    return _median_ms(lambda: folded(x), device, repeats)
+
+
+@torch.inference_mode()
+def _median_ms(run, device: torch.device, repeats: int, warmup: int = 3) -> float:
+    """Median wall time in ms; measured again while the spread exceeds NOISE, then refused."""
+    for _ in range(TRIES):
+        times = []
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            if i >= warmup:
+                times.append(1000 * (time.perf_counter() - start))
+        median = statistics.median(times)
+        q = statistics.quantiles(times, n=4)
+        if (q[2] - q[0]) / median <= NOISE:
+            return median
+    raise SmoeaError(
+        f"latency measurements too noisy to trust: spread {(q[2] - q[0]) / median:.0%} over "
+        f"{TRIES} tries (more than {NOISE:.0%}); run nothing else while measuring"
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,116 @@
+"""The latency model: owners, grids and interpolation, checked with a deterministic cost."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from smoea import latency
+from smoea.latency import LatencyTable, build_table, cache_path, table_key
+from smoea.models import build_model, make_arch
+from smoea.structure import Structure
+from tests.test_slicing import TinyGrouped
+
+
+def _cost(module: nn.Module, shape) -> float:
+    """A stand-in for a timing: the module's MACs at batch 1 (bilinear in its channels)."""
+    if isinstance(module, nn.Linear):
+        return float(module.in_features * module.out_features)
+    k = module.kernel_size[0] * module.kernel_size[1]
+    h = (shape[-2] + 2 * module.padding[0] - module.kernel_size[0]) // module.stride[0] + 1
+    w = (shape[-1] + 2 * module.padding[1] - module.kernel_size[1]) // module.stride[1] + 1
+    return float(module.out_channels * module.in_channels // module.groups * k * h * w)
+
+
+def _model(name: str) -> nn.Module:
+    if name == "grouped":
+        return TinyGrouped()
+    return build_model(make_arch(name, 0.25, 3, 3, 16))
+
+
+def _pruned_cost(model: nn.Module, example: torch.Tensor) -> float:
+    shapes = latency._input_shapes(model, example)
+    return sum(_cost(m, shapes[m]) for m in shapes)
+
+
+@pytest.mark.parametrize("name", ["vgg14", "resnet20", "mobilenetv2", "grouped"])
+def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
+    """With a cost bilinear in the channels, the table's interpolation is exact: its prediction
+    for random kept counts equals the cost of the physically pruned model, so the owners, the
+    grid and the scaling of every convolution are right (depthwise and grouped ones too)."""
+    built = {}
+
+    def fake_time(m, shape, frac_in, frac_out, batch, device, repeats):
+        module = _fresh(m, frac_in, frac_out)
+        built[m] = module
+        return _cost(module, shape)
+
+    monkeypatch.setattr(latency, "_time_module", fake_time)
+    monkeypatch.setattr(latency, "time_model", lambda model, shape, b, d, r=20: 1000.0)
+    torch.manual_seed(0)
+    model = _model(name).eval()
+    example = torch.zeros(1, 3, 16, 16)
+    s = Structure(model, example)
+    table = build_table(s, 1, torch.device("cpu"), progress=False)
+    full_cost = _pruned_cost(model, example)
+    assert table.predict(s.units_per_layer)[0] == pytest.approx(1000.0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        pruned = copy.deepcopy(model)
+        ps = Structure(pruned, example)
+        unit = max(layer.per_unit for layer in ps.layers)
+        masks = {}
+        for layer in ps.layers:
+            keep = np.zeros(layer.units, bool)
+            keep[: rng.integers(1, layer.units + 1)] = True
+            masks[layer.index] = keep
+        kept = ps.kept_from_masks(masks)
+        ps.remove(masks)
+        predicted = table.predict(kept)[0] - table.rest_ms
+        expected = (
+            _pruned_cost(pruned, example)
+            - full_cost
+            + sum(np.asarray(t.ms)[-1, -1] for t in table.terms)
+        )
+        assert predicted == pytest.approx(expected, rel=1e-6 if unit == 1 else 0.02)
+
+
+def _fresh(m, frac_in, frac_out):
+    if isinstance(m, nn.Linear):
+        return nn.Linear(latency._scaled(m.in_features, frac_in, 1), m.out_features)
+    depthwise = 1 < m.groups == m.out_channels
+    g = 1 if depthwise else m.groups
+    cout = latency._scaled(m.out_channels, frac_out, g)
+    cin = cout if depthwise else latency._scaled(m.in_channels, frac_in, g)
+    return nn.Conv2d(
+        cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, cout if depthwise else m.groups
+    )
+
+
+def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(latency, "_time_module", lambda m, *a: 1.0)
+    monkeypatch.setattr(latency, "time_model", lambda model, shape, b, d, r=20: 50.0)
+    model = _model("vgg14").eval()
+    s = Structure(model, torch.zeros(1, 3, 16, 16))
+    table = build_table(s, 4, torch.device("cpu"), progress=False)
+    key = table_key(s, 4, torch.device("cpu"))
+    path = cache_path(key, tmp_path)
+    table.save(path)
+    loaded = LatencyTable.load(path)
+    kept = s.units_per_layer // 2 + 1
+    assert loaded.predict(kept)[0] == pytest.approx(table.predict(kept)[0])
+    assert loaded.key == key and key["batch"] == 4 and key["threads"] == torch.get_num_threads()
+    assert cache_path(dict(key, batch=64), tmp_path) != path  # another batch, another table
+
+
+def test_noisy_measurements_are_refused_in_one_line():
+    import itertools
+    import time
+
+    from smoea.errors import SmoeaError
+
+    pauses = itertools.cycle([0.0, 0.004])  # every other run 4 ms longer: a spread far over 10%
+    with pytest.raises(SmoeaError, match="too noisy"):
+        latency._median_ms(lambda: time.sleep(next(pauses)), torch.device("cpu"), 8)
