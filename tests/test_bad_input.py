@@ -179,7 +179,21 @@ CASES = {
     "compare at both targets": (
         ["compare", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-params", "0.5"]
         + ["--target-macs", "0.5"],
-        "not both",
+        "give one target",
+    ),
+    "latency target with another target": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-latency", "0.5"]
+        + ["--target-macs", "0.5"],
+        "give one target",
+    ),
+    "latency target out of range": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-latency", "1.5"],
+        "--target-latency must be in",
+    ),
+    "latency batch below one": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-latency", "0.5"]
+        + ["--latency-batch", "0"],
+        "--latency-batch",
     ),
     "unknown genome": (
         ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--genome", "floats"],

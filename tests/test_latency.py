@@ -114,3 +114,77 @@ def test_noisy_measurements_are_refused_in_one_line():
     pauses = itertools.cycle([0.0, 0.004])  # every other run 4 ms longer: a spread far over 10%
     with pytest.raises(SmoeaError, match="too noisy"):
         latency._median_ms(lambda: time.sleep(next(pauses)), torch.device("cpu"), 8)
+
+
+def _deterministic_timing(monkeypatch):
+    """Module times from _cost (bilinear in the channels), the whole model 5 ms more (the
+    table's constant rest)."""
+
+    def fake_time(m, shape, frac_in, frac_out, batch, device, repeats):
+        return _cost(_fresh(m, frac_in, frac_out), shape) / 1e3
+
+    def fake_model(model, image_shape, batch, device, repeats=20):
+        shapes = latency._input_shapes(model, torch.zeros(1, *image_shape))
+        return sum(_cost(m, shapes[m]) for m in shapes) / 1e3 + 5.0
+
+    monkeypatch.setattr(latency, "_time_module", fake_time)
+    monkeypatch.setattr(latency, "time_model", fake_model)
+
+
+def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
+    trained_tiny, monkeypatch, tmp_path
+):
+    from smoea.pipeline import PruneConfig, prune
+    from smoea.train import TrainConfig
+
+    monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
+    _deterministic_timing(monkeypatch)
+    model, splits = trained_tiny
+    config = PruneConfig(
+        target_params=None,
+        target_latency=0.5,
+        pop_size=8,
+        generations=2,
+        search_size=30,
+        calibration_images=16,
+        finetune=TrainConfig(epochs=0),
+        final=TrainConfig(epochs=0),
+    )
+    logs = []
+    _, report = prune(
+        copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=logs.append
+    )
+    assert report["target_measure"] == "latency" and report["objectives"] == ["error", "latency"]
+    assert 0.49 <= report["latency_ratio"] <= 0.5
+    table = LatencyTable(**{**report["latency_table"], "terms": []})
+    assert table.key["batch"] == 1 and report["original"]["latency"] > 0
+    assert any("measuring every layer" in m for m in logs)
+
+    monkeypatch.setattr(latency, "build_table", lambda *a, **k: pytest.fail("not reused"))
+    logs.clear()
+    _, again = prune(copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=logs.append)
+    assert any("measured before on this machine" in m for m in logs)
+    assert again["filters_after"] == report["filters_after"]  # same table, same seed: same model
+
+
+def test_the_prune_command_records_predicted_and_measured_latency(
+    tmp_path, image_archive, baseline, monkeypatch
+):
+    import json
+
+    from smoea.cli import main
+    from tests.test_cli import PRUNE
+
+    monkeypatch.setenv("SMOEA_CACHE", str(tmp_path / "cache"))
+    _deterministic_timing(monkeypatch)
+    out = tmp_path / "pruned"
+    flags = [f for f in PRUNE if f not in ("--target-params", "0.5")]
+    args = ["prune", "--checkpoint", str(baseline / "model.pt"), "--data", str(image_archive)]
+    assert main([*args, "--out", str(out), *flags, "--target-latency", "0.6"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    measured = report["measured_latency"]
+    assert report["config"]["target_latency"] == 0.6 and report["config"]["target_params"] is None
+    assert 0.59 <= report["latency_ratio"] <= 0.6
+    # the stand-in timing is exact, so what was measured is what the table predicted
+    assert measured["pruned_ms"] == pytest.approx(measured["predicted_pruned_ms"], rel=1e-6)
+    assert measured["ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)

@@ -53,7 +53,7 @@ EFFORT_GROUPS = 2  # the default evaluation total: as many as two groups searche
 MIN_SEARCH_GENERATIONS = 2  # a group allotted fewer evaluations than this many generations is
 # not searched: the plan's point (L1 top-k at the planned share) is applied instead
 OBJECTIVES = ("error", "loss")
-SIZES = ("params", "macs")
+SIZES = ("params", "macs", "latency")
 
 
 @dataclass
@@ -66,6 +66,15 @@ class PruneConfig:
     target_macs: float | None = option(
         None, "fraction of the original multiply-accumulates to keep (instead of parameters)"
     )
+    target_latency: float | None = option(
+        None,
+        "fraction of the original latency to keep (instead of parameters): predicted by a "
+        "latency table measured on this machine (smoea.latency; built once, cached), at "
+        "--latency-batch, as `smoea export` deploys the model (BatchNorm folded)",
+    )
+    # batch 1: the latency one request sees, where pruning's speed-up is hardest to get (per-op
+    # costs dominate); throughput at large batches follows the MACs more closely
+    latency_batch: int = option(1, "batch size the latency target and objective are timed at")
     objectives: str | None = option(
         None,
         "error (or loss) and one or both of params, macs; e.g. error,params,macs "
@@ -161,7 +170,9 @@ class PruneConfig:
 
     @property
     def measure(self) -> str:
-        """What the target counts: "macs" with a MAC target, else "params"."""
+        """What the target counts: "latency" or "macs" with such a target, else "params"."""
+        if self.target_latency is not None:
+            return "latency"
         return "macs" if self.target_macs is not None else "params"
 
     @property
@@ -173,7 +184,9 @@ class PruneConfig:
 
     @property
     def target(self) -> float | None:
-        return self.target_macs if self.target_macs is not None else self.target_params
+        return {"latency": self.target_latency, "macs": self.target_macs}.get(
+            self.measure, self.target_params
+        )
 
     def objective_list(self) -> list[str]:
         """[f1 name, size names...]: --objectives, or the objective and the target's measure."""
@@ -185,6 +198,7 @@ class PruneConfig:
         for flag, r in (
             ("--target-params", self.target_params),
             ("--target-macs", self.target_macs),
+            ("--target-latency", self.target_latency),
         ):
             if r is not None and not 0 < r <= 1:
                 raise SmoeaError(f"{flag} must be in (0, 1], got {r}")
@@ -192,7 +206,7 @@ class PruneConfig:
         if self.select not in RULES:
             raise SmoeaError(f"unknown --select {self.select!r}; choose one of {', '.join(RULES)}")
         if self.select == "target" and self.target is None:
-            raise SmoeaError("--select target needs --target-params or --target-macs")
+            raise SmoeaError("--select target needs a --target-params, -macs or -latency")
         if self.budget not in BUDGET_RULES:
             raise SmoeaError(f"unknown --budget {self.budget!r}; choose {', '.join(BUDGET_RULES)}")
         if self.genome not in GENOMES:
@@ -220,6 +234,8 @@ class PruneConfig:
             raise SmoeaError(f"--min-keep must be in [0, 1), got {self.min_keep}")
         if self.round_to < 1:
             raise SmoeaError(f"--round-to must be >= 1, got {self.round_to}")
+        if self.latency_batch < 1:
+            raise SmoeaError(f"--latency-batch must be >= 1, got {self.latency_batch}")
         Distill(nn.Identity(), self.distill_temperature, self.distill_weight).validate()
 
     def distillation(self, teacher: nn.Module | None) -> Distill | None:
@@ -237,12 +253,21 @@ class PruneConfig:
             raise SmoeaError(f"--objectives must start with error or loss, got {self.objectives!r}")
         if self.objectives is None:
             return
-        if not 1 <= len(sizes) <= 2 or len(set(sizes)) != len(sizes):
-            raise SmoeaError("--objectives takes error (or loss) and one or both of params, macs")
+        if not 1 <= len(sizes) <= len(SIZES) or len(set(sizes)) != len(sizes):
+            raise SmoeaError(
+                "--objectives takes error (or loss) and one or more of params, macs, latency"
+            )
         if any(size not in SIZES for size in sizes):
-            raise SmoeaError(f"--objectives: unknown size in {self.objectives!r}; use params, macs")
+            raise SmoeaError(
+                f"--objectives: unknown size in {self.objectives!r}; use params, macs, latency"
+            )
         if self.target is not None and self.measure not in sizes:
             raise SmoeaError(f"--objectives must include {self.measure} to reach its target")
+
+    @property
+    def uses_latency(self) -> bool:
+        """Whether the run needs a latency table (a latency target or objective)."""
+        return "latency" in self.objective_list()[1:]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -329,7 +354,9 @@ class _Run:
         self.distill, self.loop = distill, loop or UserLoop()
         self.device, self.log = device, log
         self.example = torch.zeros(1, *splits.train.shape, device=device)
-        self.report = resume or self._plan(Structure(model, self.example))
+        first = None if resume is not None else Structure(model, self.example)
+        self.latency = self._latency_table(first, resume)
+        self.report = resume or self._plan(first)
         self.layer_names = self.report.get("layer_names")
         self.original = self.report["original"]
         self.groups = self.report["group_layers"]
@@ -351,17 +378,20 @@ class _Run:
         """What stays fixed for the whole run: original counts, groups, per-layer minimums."""
         full = first.units_per_layer
         groups = plan_groups(first, self.cfg.groups)
+        first.latency = self.latency
+        measures = ("params", "macs") + (("latency",) if self.latency is not None else ())
         report = {
             "config": self.cfg.as_dict(),
             "objectives": self.cfg.objective_list(),
             "target_measure": self.cfg.measure,
             "seed": self.cfg.seed,
-            "original": {w: float(first.count(full, w)[0]) for w in ("params", "macs")},
+            "original": {w: float(first.count(full, w)[0]) for w in measures},
             "filters_before": full.tolist(),
             "layer_names": [layer.name for layer in first.layers],
             "group_layers": groups,
             "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
             "distill": self._distill_record(),
+            "latency_table": None if self.latency is None else asdict(self.latency),
             "groups": [],
         }
         self._check_target(first, report)
@@ -414,6 +444,7 @@ class _Run:
             filters_after=kept.tolist(),
             params_ratio=float(s.count(kept, "params")[0] / self.original["params"]),
             macs_ratio=float(s.count(kept, "macs")[0] / self.original["macs"]),
+            **self._latency_ratio(s, kept),
             plan_seconds=plan_seconds,
             plan_evaluations=int(self._plan_total("evaluations")),
             search_seconds=sum(gr["seconds"] for gr in self.report["groups"]) + plan_seconds,
@@ -427,6 +458,12 @@ class _Run:
             )
         return self.model.eval(), self.report
 
+    def _latency_ratio(self, s: Structure, kept: np.ndarray) -> dict:
+        """The predicted latency as a fraction of the original (with a latency table)."""
+        if self.latency is None:
+            return {}
+        return {"latency_ratio": float(s.count(kept, "latency")[0] / self.original["latency"])}
+
     def _plan_total(self, key: str) -> float:
         """Seconds or evaluations the measured plans (`fronts` and the like) spent in all."""
         plans = [gr.get("plan") or {} for gr in self.report["groups"]]
@@ -434,7 +471,30 @@ class _Run:
 
     def _structure(self) -> Structure:
         """The current model's layers, the same ones in the same order as at the start."""
-        return Structure(self.model, self.example, layer_names=self.layer_names)
+        s = Structure(self.model, self.example, layer_names=self.layer_names)
+        s.latency = self.latency
+        return s
+
+    def _latency_table(self, first: Structure | None, resume: dict | None):
+        """The latency table when the run needs one: a resumed run's own; else the cached one
+        for this machine, model and batch, or measured now (once) and cached."""
+        if not self.cfg.uses_latency:
+            return None
+        from smoea.data import default_cache_dir
+        from smoea.latency import LatencyTable, Term, build_table, cache_path, table_key
+
+        if resume is not None:
+            saved = resume["latency_table"]
+            return LatencyTable(**{**saved, "terms": [Term(**t) for t in saved["terms"]]})
+        batch = self.cfg.latency_batch
+        path = cache_path(table_key(first, batch, self.device), default_cache_dir())
+        if path.exists():
+            self.log(f"latency table: {path} (measured before on this machine)")
+            return LatencyTable.load(path)
+        self.log(f"latency table: measuring every layer at batch {batch} (once; cached)")
+        table = build_table(first, batch, self.device)
+        table.save(path)
+        return table
 
     def _stage(self, g: int, layers: list[int]) -> None:
         s = self._structure()

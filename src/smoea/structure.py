@@ -140,6 +140,8 @@ class Structure:
     # the layers' names as first found: a pruned model keeps the same layers in the same order
     # even where a re-detection would group its channels otherwise
     layer_names: list[str] | None = None
+    # predicted latency of kept counts (smoea.latency.LatencyTable), for the "latency" measure
+    latency: object | None = None
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -203,7 +205,12 @@ class Structure:
 
     # ---- counting ------------------------------------------------------------------------
     def count(self, kept: np.ndarray, what: str = "params") -> np.ndarray:
-        """Exact whole-model parameters or MACs for rows of kept-units-per-layer."""
+        """Exact whole-model parameters or MACs for rows of kept-units-per-layer; or, with a
+        latency table, the predicted latency in ms ("latency")."""
+        if what == "latency":
+            if self.latency is None:
+                raise SmoeaError("the latency measure needs a latency table (smoea.latency)")
+            return self.latency.predict(kept)
         return self.table.count(kept, what)
 
     def kept_from_masks(self, keep_masks: dict[int, np.ndarray]) -> np.ndarray:

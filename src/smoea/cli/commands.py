@@ -272,6 +272,8 @@ def cmd_prune(args) -> None:
             "pruned": measure_latency(model, splits.image_shape, device),
         },
     }
+    if config.uses_latency:
+        report["measured_latency"] = _measured_latency(report, baseline, model, splits, device)
     write_json(out / "report.json", report)
     if distributed.is_main():
         plot_report(report, out)
@@ -284,6 +286,12 @@ def cmd_prune(args) -> None:
         f"{p['params']:,} ({report['params_ratio']:.2%})  MACs {p['macs']:,} "
         f"({report['macs_ratio']:.2%})  -> {out / 'model.pt'}"
     )
+    if config.uses_latency:
+        lat = report["measured_latency"]
+        print(
+            f"latency at batch {lat['batch']}: {lat['baseline_ms']:.2f} -> {lat['pruned_ms']:.2f} "
+            f"ms measured ({lat['ratio']:.2%}; the table predicted {report['latency_ratio']:.2%})"
+        )
     if config.final.epochs == 0:
         norms = _norms_note(report, config.calibration_images)
         print(
@@ -291,6 +299,25 @@ def cmd_prune(args) -> None:
             f"fine-tune with smoea train --from {out / 'model.pt'}",
             file=sys.stderr,
         )
+
+
+def _measured_latency(report: dict, baseline, pruned, splits, device) -> dict:
+    """Both models measured as deployed (BatchNorm folded) at the latency batch, beside what
+    the latency table predicted for them."""
+    from smoea.latency import time_model
+
+    batch = report["config"]["latency_batch"]
+    base_ms = time_model(baseline, splits.image_shape, batch, device)
+    pruned_ms = time_model(pruned, splits.image_shape, batch, device)
+    predicted = report["original"]["latency"]
+    return {
+        "batch": batch,
+        "baseline_ms": base_ms,
+        "pruned_ms": pruned_ms,
+        "ratio": pruned_ms / base_ms,
+        "predicted_baseline_ms": predicted,
+        "predicted_pruned_ms": predicted * report["latency_ratio"],
+    }
 
 
 def _norms_note(report: dict, calibration_images: int) -> str:

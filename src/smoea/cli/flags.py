@@ -93,13 +93,14 @@ def _kind(cls, name: str):
 
 
 def prune_config(args: argparse.Namespace):
-    """The PruneConfig of `smoea prune` and `smoea compare`: one target, the other None."""
+    """The PruneConfig of `smoea prune` and `smoea compare`: one target, the others None."""
     from smoea.pipeline import PruneConfig
 
-    if args.target_params is not None and args.target_macs is not None:
-        raise SmoeaError("give --target-params or --target-macs, not both")
+    given = [t for t in ("params", "macs", "latency") if getattr(args, f"target_{t}") is not None]
+    if len(given) > 1:
+        raise SmoeaError(f"give one target, not {' and '.join('--target-' + t for t in given)}")
     config = config_from_flags(PruneConfig, args)
-    if args.target_macs is not None:
+    if given and given[0] != "params":
         config.target_params = None
     return config
 
