@@ -394,3 +394,26 @@ def test_progressive_reaches_the_target_after_a_fronts_plan(tiny_splits, genome)
     for name, m in result["methods"].items():
         assert "failed" not in m, (name, m)
         assert 0.09 * base <= m["params"] <= 0.1 * base, name
+
+
+@pytest.mark.slow
+def test_every_method_meets_a_latency_target_with_one_table(tiny_splits, monkeypatch, tmp_path):
+    """`compare --target-latency`: every method reaches the same predicted latency (one table
+    for all, measured once), and each run records its latency measured as deployed."""
+    from tests.test_latency import _deterministic_timing
+
+    monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
+    _deterministic_timing(monkeypatch)
+    model, splits = tiny_splits
+    config = tiny_config(target_params=None, target_latency=TARGET, generations=1)
+    methods = "smoea,l1-uniform,l1-global,sensitivity,ratio-search,l1-progressive,l1-at-smoea"
+    result = run_compare(model, splits, parse_methods(methods), config)
+    base = result["baseline"]["latency"]
+    for name, m in result["methods"].items():
+        assert "failed" not in m, (name, m)
+        assert (TARGET - 0.01) * base <= m["latency"] <= TARGET * base, name
+        assert m["measured_latency"] == pytest.approx(m["latency"], rel=1e-6)  # exact stand-in
+    assert result["latency_within_1pct"] and result["measure"] == "latency"
+    table = write_table(result)
+    assert "of the latency" in table and "| l1-uniform | " in table.split("Latency (ms")[1]
+    assert len(list((tmp_path / "latency").glob("*.json"))) == 1  # one table, for every method

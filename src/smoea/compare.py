@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from smoea import distributed
+from smoea import distributed, latency
 from smoea.allocations import ratio_search, sensitivity
 from smoea.baselines import (
     CRITERIA,
@@ -92,7 +92,7 @@ def compare(
     """
     config.validate()
     if config.target is None or None not in (config.target_params, config.target_macs):
-        raise SmoeaError("smoea compare needs one target: --target-params or --target-macs")
+        raise SmoeaError("smoea compare needs one target: --target-params, -macs or -latency")
     if config.objectives is not None and config.objectives.replace(" ", "") not in (
         "error,params",
         "loss,params",
@@ -101,20 +101,31 @@ def compare(
             "smoea compare runs the two objectives of the paper (error or loss, params)"
         )
     runs: dict[str, list[dict]] = {}
-    for seed in seeds:
-        cfg = replace(config, seed=seed)
-        for name in variants:
-            result = _cached_run(
-                name, seed, out, make_model, splits, cfg, device, runs, log, save_model
-            )
-            runs.setdefault(name, []).append(result)
-            log(f"seed {seed} {name}: {_short(result)}")
-    return summarize(runs, _baseline_row(make_model, splits, device), config)
+    with latency.active(_latency_table(make_model, splits, config, device, log)):
+        for seed in seeds:
+            cfg = replace(config, seed=seed)
+            for name in variants:
+                result = _cached_run(
+                    name, seed, out, make_model, splits, cfg, device, runs, log, save_model
+                )
+                runs.setdefault(name, []).append(result)
+                log(f"seed {seed} {name}: {_short(result)}")
+        return summarize(runs, _baseline_row(make_model, splits, config, device), config)
 
 
-def _baseline_row(make_model, splits: Splits, device) -> dict:
+def _latency_table(make_model, splits: Splits, config: PruneConfig, device, log):
+    """One latency table for every method (a latency target or objective), else None."""
+    if not config.uses_latency:
+        return None
+    baseline = make_model().to(device).eval()
+    s = Structure(baseline, torch.zeros(1, *splits.image_shape, device=device))
+    return latency.table_for(s, config.latency_batch, device, log)
+
+
+def _baseline_row(make_model, splits: Splits, config: PruneConfig, device) -> dict:
     """The unpruned model's test accuracy and sizes, measured after every method finished."""
-    return model_figures(make_model().to(device), splits, device)
+    baseline = make_model().to(device)
+    return {**model_figures(baseline, splits, device), **_latency_figures(baseline, splits, config)}
 
 
 def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, save_model) -> dict:
@@ -347,10 +358,27 @@ def _measure(model, splits, cfg, device, extra: dict) -> tuple[dict, nn.Module]:
     """Accuracies after pruning and fine-tuning (validation outside SMOEA's search set is the
     fair one between methods) and sizes; returned with the model."""
     held_out = outside_subset(splits.val, cfg.search_size, cfg.seed)
-    return {**model_figures(model, splits, device, held_out), **extra}, model
+    figures = model_figures(model, splits, device, held_out)
+    return {**figures, **_latency_figures(model, splits, cfg), **extra}, model
 
 
-SUMMED = ("params", "macs", "search_seconds", "evaluations", "finetune_seconds")
+def _latency_figures(model: nn.Module, splits: Splits, cfg: PruneConfig) -> dict:
+    """With a latency table active: the model's predicted latency ("latency", ms, the size the
+    methods are brought to) and its latency measured as deployed at the same batch."""
+    table = latency.current()
+    if table is None:
+        return {}
+    device = next(model.parameters()).device
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    batch = table.key["batch"]
+    return {
+        "latency": float(s.count(s.units_per_layer, "latency")[0]),
+        "measured_latency": latency.time_model(model, splits.image_shape, batch, device),
+    }
+
+
+SUMMED = ("params", "macs", "latency", "measured_latency", "search_seconds", "evaluations")
+SUMMED += ("finetune_seconds",)
 
 
 def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) -> dict:
@@ -369,7 +397,7 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             "val_accuracy_mean": float(val.mean()),
             "held_out_val_accuracy_mean": _mean_of(ok, "held_out_val_accuracy"),
             "drop": float(baseline["test_accuracy"] - acc.mean()),
-            **{k: float(np.mean([r[k] for r in ok])) for k in SUMMED},
+            **{k: float(np.mean([r[k] for r in ok])) for k in SUMMED if k in ok[0]},
             "seeds": [r["seed"] for r in ok],
             "failed_seeds": [r["seed"] for r in results if "failed" in r],
             "runs": results,
@@ -379,6 +407,7 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
         "baseline": baseline,
         "target_params": config.target_params,
         "target_macs": config.target_macs,
+        "target_latency": config.target_latency,
         "measure": config.measure,
         "config": config.as_dict(),
         "methods": methods,
@@ -414,10 +443,35 @@ def write_table(result: dict) -> str:
             f"{m['params']:,.0f} | {m['macs']:,.0f} | {m['macs'] / b['macs']:.4f} | "
             f"{m['search_seconds']:.0f} | {m['evaluations']:.0f} | {m['finetune_seconds']:.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _latency_lines(result)) + "\n"
+
+
+def _latency_lines(result: dict) -> list[str]:
+    """With latency figures: each method's predicted and measured latency (ms, the batch of
+    the table) against the baseline's."""
+    b = result["baseline"]
+    if "latency" not in b:
+        return []
+    lines = [
+        "",
+        f"Latency (ms, as deployed; baseline predicted {b['latency']:.2f}, measured "
+        f"{b['measured_latency']:.2f}):",
+        "",
+        "| method | predicted ms | measured ms | measured ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, m in result["methods"].items():
+        if "latency" in m:
+            lines.append(
+                f"| {name} | {m['latency']:.2f} | {m['measured_latency']:.2f} | "
+                f"{m['measured_latency'] / b['measured_latency']:.4f} |"
+            )
+    return lines
 
 
 def _target_text(result: dict) -> str:
+    if result.get("measure") == "latency":
+        return f"{result['target_latency']} of the latency (predicted)"
     if result.get("measure") == "macs":
         return f"{result['target_macs']} of the MACs"
     return f"{result['target_params']} of the parameters"

@@ -17,6 +17,8 @@ import hashlib
 import json
 import statistics
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +65,10 @@ class LatencyTable:
     full_ms: float = 0.0  # the whole folded model, measured
     rest_ms: float = 0.0  # full_ms minus the terms at full width: everything else
 
+    @property
+    def layer_names(self) -> list[str]:
+        return [entry.rsplit(":", 1)[0] for entry in self.key["layers"]]
+
     def predict(self, kept: np.ndarray) -> np.ndarray:
         """Latency in ms for each row of `kept` (units kept per layer)."""
         kept = np.atleast_2d(np.asarray(kept, dtype=np.float64))
@@ -84,8 +90,44 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: Path) -> LatencyTable:
-        raw = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> LatencyTable:
         return cls(**{**raw, "terms": [Term(**t) for t in raw["terms"]]})
+
+
+_ACTIVE: ContextVar[LatencyTable | None] = ContextVar("smoea_latency_table", default=None)
+
+
+@contextmanager
+def active(table: LatencyTable | None):
+    """Every Structure built inside this block predicts latency with `table` (its layers found
+    by the table's layer names): how `smoea compare` gives every method the same table."""
+    token = _ACTIVE.set(table)
+    try:
+        yield table
+    finally:
+        _ACTIVE.reset(token)
+
+
+def current() -> LatencyTable | None:
+    """The table of the enclosing `active` block, if any."""
+    return _ACTIVE.get()
+
+
+def table_for(structure, batch: int, device: torch.device, log=print) -> LatencyTable:
+    """The cached table of this machine, model and batch, or one measured now and cached."""
+    from smoea.data import default_cache_dir
+
+    path = cache_path(table_key(structure, batch, device), default_cache_dir())
+    if path.exists():
+        log(f"latency table: {path} (measured before on this machine)")
+        return LatencyTable.load(path)
+    log(f"latency table: measuring every layer at batch {batch} (once; cached)")
+    table = build_table(structure, batch, device)
+    table.save(path)
+    return table
 
 
 def table_key(structure, batch: int, device: torch.device) -> dict:

@@ -476,25 +476,15 @@ class _Run:
         return s
 
     def _latency_table(self, first: Structure | None, resume: dict | None):
-        """The latency table when the run needs one: a resumed run's own; else the cached one
-        for this machine, model and batch, or measured now (once) and cached."""
+        """The latency table when the run needs one: a resumed run's own, else this machine's
+        for the model and batch (cached; measured once)."""
         if not self.cfg.uses_latency:
             return None
-        from smoea.data import default_cache_dir
-        from smoea.latency import LatencyTable, Term, build_table, cache_path, table_key
+        from smoea.latency import LatencyTable, table_for
 
         if resume is not None:
-            saved = resume["latency_table"]
-            return LatencyTable(**{**saved, "terms": [Term(**t) for t in saved["terms"]]})
-        batch = self.cfg.latency_batch
-        path = cache_path(table_key(first, batch, self.device), default_cache_dir())
-        if path.exists():
-            self.log(f"latency table: {path} (measured before on this machine)")
-            return LatencyTable.load(path)
-        self.log(f"latency table: measuring every layer at batch {batch} (once; cached)")
-        table = build_table(first, batch, self.device)
-        table.save(path)
-        return table
+            return LatencyTable.from_dict(resume["latency_table"])
+        return table_for(first, self.cfg.latency_batch, self.device, self.log)
 
     def _stage(self, g: int, layers: list[int]) -> None:
         s = self._structure()

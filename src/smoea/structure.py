@@ -144,6 +144,12 @@ class Structure:
     latency: object | None = None
 
     def __post_init__(self) -> None:
+        from smoea.latency import current
+
+        table = current()
+        if table is not None and self.latency is None:  # inside latency.active(table)
+            self.latency = table
+            self.layer_names = self.layer_names or table.layer_names
         self.model.eval()
         try:
             self._analyse()
