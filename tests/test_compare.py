@@ -406,7 +406,7 @@ def test_every_method_meets_a_latency_target_with_one_table(tiny_splits, monkeyp
     _deterministic_timing(monkeypatch)
     model, splits = tiny_splits
     config = tiny_config(target_params=None, target_latency=TARGET, generations=1)
-    methods = "smoea,l1-uniform,l1-global,sensitivity,ratio-search,l1-progressive,l1-at-smoea"
+    methods = "smoea,l1-uniform,l1-global,sensitivity,ratio-search,halp,l1-progressive,l1-at-smoea"
     result = run_compare(model, splits, parse_methods(methods), config)
     base = result["baseline"]["latency"]
     for name, m in result["methods"].items():

@@ -5,6 +5,9 @@
   rise, found by bisection, sets every layer's count.
 - `ratio_search` (EagleEye, ECCV 2020): random per-layer keep ratios, each scaled to the target,
   scored with adaptive BatchNorm on the search set; the best one wins.
+- `halp` (HALP, NeurIPS 2022, in spirit): a knapsack over filters on the target's own cost
+  model (the latency table with a latency target): the filter whose removal costs the least
+  importance per unit of cost saved goes first, until the model fits.
 
 Both score whole-model candidates with the evaluator SMOEA uses (same search set, calibration
 images and f1) and end with the same fill up to the target as whole-model NSGA-II.
@@ -148,6 +151,35 @@ def ratio_search(model: nn.Module, splits: Splits, config, evaluations: int):
     kept = w.finish(C[best], config.target)
     info = {"best_search_score": float(F[best]), "sampled_counts": C[best].tolist()}
     return _info(w, start, kept, info)
+
+
+def halp(model: nn.Module, splits: Splits, config) -> dict:
+    """Prune `model` in place by a greedy knapsack: each layer's filters ranked by L1 (divided
+    by the layer's mean, so that layers compare), then removed one at a time, always the one
+    with the least importance per unit of the target's measure its removal saves (predicted
+    latency with a latency table: HALP's latency-aware knapsack), down to the target. No
+    candidate is scored: the cost model alone decides, as in HALP."""
+    start = time.perf_counter()
+    w = whole_model(model, splits, config)
+    base, floors = np.array(w.genome.units), np.array(w.genome.min_keep)
+    weakest_first = [np.sort(n / max(n.mean(), 1e-12)) for n in map(w.s.l1_norms, range(len(base)))]
+    kept = base.copy()
+    now = w.fraction(kept)[0]
+    while now > config.target:
+        C = np.repeat(kept[None], len(kept), 0) - np.eye(len(kept), dtype=int)
+        saving = now - w.fraction(C)
+        importance = np.array(
+            [o[b - k] if k > f else np.inf for o, b, k, f in zip(weakest_first, base, kept, floors)]
+        )
+        if not np.isfinite(importance).any():
+            raise SmoeaError("the per-layer minimum keeps more than the target")
+        useful = saving > 0
+        ratio = np.where(useful, importance / np.where(useful, saving, 1.0), np.inf)
+        j = int(np.argmin(ratio if np.isfinite(ratio).any() else importance))
+        kept[j] -= 1
+        now = float(w.fraction(kept)[0])
+    kept = w.finish(kept, config.target)
+    return _info(w, start, kept, {"knapsack_counts": kept.tolist()})
 
 
 def _scaled(w: WholeModel, ratios: np.ndarray, target: float) -> np.ndarray | None:

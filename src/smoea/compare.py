@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from smoea import distributed, latency
-from smoea.allocations import ratio_search, sensitivity
+from smoea.allocations import halp, ratio_search, sensitivity
 from smoea.baselines import (
     CRITERIA,
     RANKINGS,
@@ -34,7 +34,7 @@ from smoea.train import TrainConfig, train, what_ran
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
 PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
-ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search")
+ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search", "halp")
 VARIANTS = (
     "smoea",
     *AT_SMOEA,
@@ -55,7 +55,7 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-2:])} (a criterion may "
+            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-3:])} (a criterion may "
             "carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
         )
     chosen = set()
@@ -224,8 +224,8 @@ def run_method(
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in PROGRESSIVE:
         return _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill)
-    if name == "sensitivity":
-        info = sensitivity(model, splits, cfg)
+    if name in ("sensitivity", "halp"):
+        info = (sensitivity if name == "sensitivity" else halp)(model, splits, cfg)
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:

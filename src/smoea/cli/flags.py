@@ -212,7 +212,7 @@ def _compare_parser(p: argparse.ArgumentParser) -> None:
         default=METHODS,
         help="comma-separated: smoea, a criterion (l1, l2, fpgm, taylor, bn-scale, random; alone "
         "it runs its -uniform and -global variants; also -global-raw, -at-smoea, -progressive), "
-        "lamp, sensitivity, ratio-search, whole-nsga2 (default: smoea, the six criteria and "
+        "lamp, sensitivity, ratio-search, halp, whole-nsga2 (default: smoea, the six criteria and "
         "whole-nsga2)",
     )
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1,2 (default 0,1)")
