@@ -285,6 +285,44 @@ def resnet56_half_macs() -> str:
 # ---- the documents ----------------------------------------------------------------------------
 
 
+@table("torchvision-zoo")
+def torchvision_zoo() -> str:
+    """docs/models.md: every torchvision classifier through prune, save, load and ONNX export
+    (torchvision-zoo/<model>.json from benchmarks/torchvision_zoo.py); those not run yet named."""
+    import torchvision
+
+    folder = RESULTS / "torchvision-zoo"
+    if not folder.is_dir():
+        raise TableError("missing record: benchmarks/results/torchvision-zoo/")
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    rows = []
+    for name, r in runs.items():
+        if r["status"] == "pruned":
+            done = [
+                f"{r['macs_ratio']:.3f}",
+                f"{r['layers']} / {r['groups']}",
+                ", ".join(r["scoring"]),
+            ]
+            rows.append([name, "pruned", *done, ""])
+        else:
+            rows.append([name, r["status"], "", "", "", r.get("reason", "")])
+    header = ["model", "result", "MAC ratio", "layers / groups", "scoring", "reason"]
+    every = torchvision.models.list_models(module=torchvision.models)
+    missing = [m for m in every if m not in runs]
+    counts = [
+        f"{sum(r['status'] == s for r in runs.values())} {s}"
+        for s in ("pruned", "refused", "failed")
+    ]
+    summary = f"{', '.join(counts)} of {len(runs)} run; {len(missing)} of {len(every)} not run yet"
+    return (
+        markdown(header, rows)
+        + "\n"
+        + summary
+        + (f": {', '.join(missing)}" if missing else "")
+        + "\n"
+    )
+
+
 def documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
