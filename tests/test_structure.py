@@ -98,3 +98,32 @@ def test_split_at_gives_the_same_output_as_the_whole_model():
     with torch.no_grad():
         assert torch.allclose(rest(prefix(x)), model(x))
     assert len(prefix) > 0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_a_later_structure_reuses_the_owners_and_counts_exactly(name):
+    """After pruning, a Structure given the first one's element-wise owners counts exactly as a
+    fresh one (torchvision reuses one ReLU several times per block: its calls' shares change)."""
+    import torchvision
+
+    from smoea.report import model_counts
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=3).eval()
+    example = torch.zeros(1, 3, 32, 32)
+    first = Structure(model, example)
+    rng = np.random.default_rng(0)
+    masks = {i: rng.random(layer.units) < 0.6 for i, layer in enumerate(first.layers)}
+    for keep in masks.values():
+        keep[0] = True
+    first.remove(masks)
+    names = [layer.name for layer in first.layers]
+    reused = Structure(model, example, layer_names=names, elementwise=first.elementwise)
+    fresh = Structure(model, example, layer_names=names)
+    kept = reused.units_per_layer
+    counted = model_counts(model, (3, 32, 32))
+    assert reused.count(kept, "params")[0] == fresh.count(kept, "params")[0] == counted["params"]
+    assert reused.count(kept, "macs")[0] == fresh.count(kept, "macs")[0] == counted["macs"]
+    half = np.maximum(1, kept // 2)
+    for what in ("params", "macs"):
+        assert reused.count(half, what)[0] == fresh.count(half, what)[0]

@@ -355,6 +355,7 @@ class _Run:
         self.device, self.log = device, log
         self.example = torch.zeros(1, *splits.train.shape, device=device)
         first = None if resume is not None else Structure(model, self.example)
+        self.elementwise = None if first is None else first.elementwise
         self.latency = self._latency_table(first, resume)
         self.report = resume or self._plan(first)
         self.layer_names = self.report.get("layer_names")
@@ -471,8 +472,11 @@ class _Run:
 
     def _structure(self) -> Structure:
         """The current model's layers, the same ones in the same order as at the start."""
-        s = Structure(self.model, self.example, layer_names=self.layer_names)
+        s = Structure(
+            self.model, self.example, layer_names=self.layer_names, elementwise=self.elementwise
+        )
         s.latency = self.latency
+        self.elementwise = s.elementwise
         return s
 
     def _latency_table(self, first: Structure | None, resume: dict | None):

@@ -142,6 +142,11 @@ class Structure:
     layer_names: list[str] | None = None
     # predicted latency of kept counts (smoea.latency.LatencyTable), for the "latency" measure
     latency: object | None = None
+    # which layer owns each parameter-free module's input ({module: owner}, and {module: [owner
+    # of each call]} for a module called more than once): found by masking every layer in turn
+    # (two forward passes a layer), and the same after pruning, so a later Structure of the same
+    # model takes the first one's
+    elementwise: tuple[dict, dict] | None = None
 
     def __post_init__(self) -> None:
         from smoea.latency import current
@@ -443,18 +448,23 @@ def _owners(s: Structure) -> tuple[dict, dict, dict]:
                 out_owner.setdefault(module, layer.index)
             else:
                 in_owner.setdefault(module, layer.index)
-    shared = _tag_elementwise_inputs(s, in_owner)
-    return out_owner, in_owner, shared
+    if s.elementwise is None:
+        s.elementwise = _tag_elementwise_inputs(s, in_owner)
+    single, several = s.elementwise
+    for module, owner in single.items():
+        in_owner.setdefault(module, owner)
+    return out_owner, in_owner, _call_shares(s, several) if several else {}
 
 
-def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> dict:
+def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> tuple[dict, dict]:
     """Parameter-free modules (ReLU, pooling) belong to the layer whose mask zeroes their input.
 
     A layer's even units are masked, then its odd ones: a module right after the layer sees
     new zero input channels both times, mostly not the same ones, and between them all its
     channels. Masking whole layers instead would let the zeros run on wherever a BatchNorm has
     no shift (a fresh model), and a module deep in the network would look owned by the first
-    layer. Returns the modules called more than once, as [(share of the MACs, owner)] per call.
+    layer. Returns the owner of each module called once, and of each module called more than
+    once, the owner of every call.
     """
     leaves = [m for m in s.model.modules() if next(m.children(), None) is None]
     leaves = [m for m in leaves if not list(m.parameters())]  # weights: the graph says
@@ -493,15 +503,36 @@ def _tag_elementwise_inputs(s: Structure, in_owner: dict) -> dict:
     finally:
         for h in handles:
             h.remove()
-    shared = {}
+    single, several = {}, {}
     for module, owners in call_owner.items():
         if len(owners) == 1:
             if owners[0] != none:
-                in_owner.setdefault(module, owners[0])
+                single[module] = owners[0]
         elif module not in in_owner:
-            sizes = [n for n, _ in base[module]]
-            total = max(1, sum(sizes))
-            shared[module] = [(n / total, o) for n, o in zip(sizes, owners)]
+            several[module] = owners
+    return single, several
+
+
+def _call_shares(s: Structure, several: dict) -> dict:
+    """Each call's share of a module's MACs (its input's size over all calls'), with its owner,
+    for the modules called more than once: one forward pass of the model as it is now."""
+    sizes: dict[nn.Module, list[int]] = {}
+
+    def pre_hook(module, inputs):
+        x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        sizes.setdefault(module, []).append(0 if x is None or x.dim() < 2 else x.numel())
+
+    handles = [m.register_forward_pre_hook(pre_hook) for m in several]
+    try:
+        with torch.no_grad():
+            s.model(torch.randn(2, *s.example.shape[1:], device=s.example.device))
+    finally:
+        for h in handles:
+            h.remove()
+    shared = {}
+    for module, owners in several.items():
+        total = max(1, sum(sizes[module]))
+        shared[module] = [(n / total, o) for n, o in zip(sizes[module], owners)]
     return shared
 
 
