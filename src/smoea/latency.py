@@ -31,6 +31,7 @@ from smoea.errors import SmoeaError
 GRID = 5  # channel counts per owner axis
 NOISE = 0.10  # a measurement whose spread (interquartile range / median) exceeds this is redone
 TRIES = 3  # measurements of one point before its noise stops the build
+SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
 
 @dataclass
@@ -276,16 +277,20 @@ def time_model(model: nn.Module, image_shape, batch: int, device, repeats: int =
 
 @torch.inference_mode()
 def _median_ms(run, device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Median wall time in ms; measured again while the spread exceeds NOISE, then refused."""
+    """Median wall time of one call in ms. A sample times enough calls to last SAMPLE_MS (a
+    small layer's single call is too short to time alone); measured again while the samples'
+    spread exceeds NOISE, then refused."""
+    calls = _calls_per_sample(run, device)
     for _ in range(TRIES):
         times = []
         for i in range(warmup + repeats):
             _sync(device)
             start = time.perf_counter()
-            run()
+            for _ in range(calls):
+                run()
             _sync(device)
             if i >= warmup:
-                times.append(1000 * (time.perf_counter() - start))
+                times.append(1000 * (time.perf_counter() - start) / calls)
         median = statistics.median(times)
         q = statistics.quantiles(times, n=4)
         if (q[2] - q[0]) / median <= NOISE:
@@ -294,6 +299,18 @@ def _median_ms(run, device: torch.device, repeats: int, warmup: int = 3) -> floa
         f"latency measurements too noisy to trust: spread {(q[2] - q[0]) / median:.0%} over "
         f"{TRIES} tries (more than {NOISE:.0%}); run nothing else while measuring"
     )
+
+
+def _calls_per_sample(run, device: torch.device) -> int:
+    """Calls that take about SAMPLE_MS together (at least one), from a short trial."""
+    run()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(3):
+        run()
+    _sync(device)
+    once = (time.perf_counter() - start) / 3 * 1000
+    return max(1, min(1000, int(SAMPLE_MS / max(once, 1e-6))))
 
 
 def _sync(device: torch.device) -> None:
