@@ -188,3 +188,37 @@ def test_the_prune_command_records_predicted_and_measured_latency(
     # the stand-in timing is exact, so what was measured is what the table predicted
     assert measured["pruned_ms"] == pytest.approx(measured["predicted_pruned_ms"], rel=1e-6)
     assert measured["ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
+
+
+def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monkeypatch, tmp_path):
+    """The table underestimates the pruned model by 25% here: measured over the target by
+    more than 5%, the model is cut further until the measurement fits."""
+    from smoea.pipeline import PruneConfig, prune
+    from smoea.train import TrainConfig
+
+    monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
+    _deterministic_timing(monkeypatch)
+    exact = latency.time_model
+    full = sum(p.numel() for p in trained_tiny[0].parameters())
+
+    def underestimated(model, image_shape, batch, device, repeats=20):
+        pruned = sum(p.numel() for p in model.parameters()) < full
+        return exact(model, image_shape, batch, device) * (1.25 if pruned else 1.0)
+
+    monkeypatch.setattr(latency, "time_model", underestimated)
+    model, splits = trained_tiny
+    config = PruneConfig(
+        target_params=None,
+        target_latency=0.6,
+        pop_size=8,
+        generations=1,
+        search_size=30,
+        calibration_images=16,
+        finetune=TrainConfig(epochs=0),
+        final=TrainConfig(epochs=0),
+    )
+    _, report = prune(copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=print)
+    steps = report["latency_refit"]
+    assert len(steps) >= 2 and steps[0]["measured_ratio"] > 0.6 * 1.05
+    assert steps[-1]["measured_ratio"] <= 0.6 * 1.05
+    assert report["latency_ratio"] < 0.6 / 1.2  # the prediction now sits under the target

@@ -161,15 +161,25 @@ def halp(model: nn.Module, splits: Splits, config) -> dict:
     candidate is scored: the cost model alone decides, as in HALP."""
     start = time.perf_counter()
     w = whole_model(model, splits, config)
-    base, floors = np.array(w.genome.units), np.array(w.genome.min_keep)
-    weakest_first = [np.sort(n / max(n.mean(), 1e-12)) for n in map(w.s.l1_norms, range(len(base)))]
+    floors = np.array(w.genome.min_keep)
+    kept = knapsack(w.s, floors, w.fraction, config.target)
+    kept = w.finish(kept, config.target)
+    return _info(w, start, kept, {"knapsack_counts": kept.tolist()})
+
+
+def knapsack(s: Structure, floors: np.ndarray, fraction, target: float) -> np.ndarray:
+    """Kept units per layer after removing, one at a time, the unit with the least importance
+    (L1 over its layer's mean, weakest first) per unit of `fraction` (of rows of counts) its
+    removal saves, until `fraction` is at most `target`; never below `floors`."""
+    base = s.units_per_layer
+    weakest = [np.sort(n / max(n.mean(), 1e-12)) for n in map(s.l1_norms, range(len(base)))]
     kept = base.copy()
-    now = w.fraction(kept)[0]
-    while now > config.target:
+    now = float(fraction(kept[None])[0])
+    while now > target:
         C = np.repeat(kept[None], len(kept), 0) - np.eye(len(kept), dtype=int)
-        saving = now - w.fraction(C)
+        saving = now - fraction(C)
         importance = np.array(
-            [o[b - k] if k > f else np.inf for o, b, k, f in zip(weakest_first, base, kept, floors)]
+            [o[b - k] if k > f else np.inf for o, b, k, f in zip(weakest, base, kept, floors)]
         )
         if not np.isfinite(importance).any():
             raise SmoeaError("the per-layer minimum keeps more than the target")
@@ -177,9 +187,8 @@ def halp(model: nn.Module, splits: Splits, config) -> dict:
         ratio = np.where(useful, importance / np.where(useful, saving, 1.0), np.inf)
         j = int(np.argmin(ratio if np.isfinite(ratio).any() else importance))
         kept[j] -= 1
-        now = float(w.fraction(kept)[0])
-    kept = w.finish(kept, config.target)
-    return _info(w, start, kept, {"knapsack_counts": kept.tolist()})
+        now = float(fraction(kept[None])[0])
+    return kept
 
 
 def _scaled(w: WholeModel, ratios: np.ndarray, target: float) -> np.ndarray | None:

@@ -50,6 +50,8 @@ from smoea.train import (
 EFFORTS = ("plan", "fixed")
 SCORINGS = ("sliced", "masked")
 EFFORT_GROUPS = 2  # the default evaluation total: as many as two groups searched the fixed way
+LATENCY_SLACK = 0.05  # a model measured over the latency target by more than this is refitted
+LATENCY_REFITS = 2  # refits at most, each measured again
 MIN_SEARCH_GENERATIONS = 2  # a group allotted fewer evaluations than this many generations is
 # not searched: the plan's point (L1 top-k at the planned share) is applied instead
 OBJECTIVES = ("error", "loss")
@@ -393,6 +395,7 @@ class _Run:
             "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
             "distill": self._distill_record(),
             "latency_table": None if self.latency is None else asdict(self.latency),
+            "measured_baseline_ms": self._measured_baseline(first),
             "groups": [],
         }
         self._check_target(first, report)
@@ -435,6 +438,8 @@ class _Run:
             if on_group_done is not None:
                 on_group_done(self.model, self.report)
             interrupt.check()
+        if self.cfg.target_latency is not None and "latency_refit" not in self.report:
+            self.report["latency_refit"] = self._refit_latency()
         if self.cfg.final.epochs > 0:
             tuned = self._finetune(self.cfg.final, "final fine-tune", len(self.groups) + 1)
             self.report["final_finetune"] = tuned
@@ -459,6 +464,39 @@ class _Run:
             )
         return self.model.eval(), self.report
 
+    def _refit_latency(self) -> list[dict]:
+        """Measure the pruned model as deployed; while it is over the latency target by more
+        than LATENCY_SLACK, cut more: the table's prediction, scaled by measured over predicted,
+        is the goal of a knapsack over every layer (the weakest filters per latency saved go
+        first). Returns every measurement (and what was cut after it)."""
+        from smoea.allocations import knapsack
+        from smoea.latency import time_model
+
+        r, base_ms = self.cfg.target_latency, self.report["measured_baseline_ms"]
+        steps = []
+        for attempt in range(LATENCY_REFITS + 1):
+            s = self._structure()
+            kept = s.units_per_layer
+            ms = time_model(self.model, self.example.shape[1:], self.cfg.latency_batch, self.device)
+            measured, predicted = ms / base_ms, self._fraction(s, kept)
+            steps.append({"measured_ratio": measured, "predicted_ratio": predicted})
+            if measured <= r * (1 + LATENCY_SLACK) or attempt == LATENCY_REFITS:
+                break
+            floors = np.array([self._allowed_minimum(s, i) for i in range(len(kept))])
+            rows = lambda C, s=s: s.count(C, "latency") / self.original["latency"]  # noqa: E731
+            counts = knapsack(s, floors, rows, predicted * r / measured)
+            steps[-1]["refit_to"] = counts.tolist()
+            order = {i: np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(kept))}
+            s.remove({i: np.isin(np.arange(kept[i]), order[i][: counts[i]]) for i in order})
+            self.log(
+                f"latency measured at {measured:.4f} of the baseline's (predicted {predicted:.4f})"
+                f", over {r} by more than {LATENCY_SLACK:.0%}: cut to a predicted "
+                f"{predicted * r / measured:.4f}"
+            )
+        if len(steps) > 1 and self.cfg.final.epochs == 0:
+            self._reestimate_norms()
+        return steps
+
     def _latency_ratio(self, s: Structure, kept: np.ndarray) -> dict:
         """The predicted latency as a fraction of the original (with a latency table)."""
         if self.latency is None:
@@ -478,6 +516,14 @@ class _Run:
         s.latency = self.latency
         self.elementwise = s.elementwise
         return s
+
+    def _measured_baseline(self, first: Structure) -> float | None:
+        """The unpruned model measured as deployed at the latency batch (a latency target)."""
+        if self.cfg.target_latency is None:
+            return None
+        from smoea.latency import time_model
+
+        return time_model(first.model, self.example.shape[1:], self.cfg.latency_batch, self.device)
 
     def _latency_table(self, first: Structure | None, resume: dict | None):
         """The latency table when the run needs one: a resumed run's own, else this machine's
