@@ -78,3 +78,19 @@ def test_the_engine_imports_neither_argparse_nor_the_command_line():
                 continue
             bad = [n for n in names if n.split(".")[0] == "argparse" or n.startswith("smoea.cli")]
             assert not bad, f"{path.relative_to(root)} imports {bad}"
+
+
+def test_the_step_schedule_divides_the_rate_by_ten_at_60_and_80_percent():
+    import torch
+
+    from smoea.train import make_scheduler
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    sched = make_scheduler(opt, TrainConfig(lr=0.01, schedule="step"), 100)
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[59] == pytest.approx(0.01) and rates[60] == pytest.approx(0.001)
+    assert rates[79] == pytest.approx(0.001) and rates[80] == pytest.approx(0.0001)
