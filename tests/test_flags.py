@@ -45,6 +45,20 @@ def test_a_mac_target_drops_the_parameter_default_and_both_are_refused():
         prune_config(_parse("--target-macs", "0.3", "--target-params", "0.5"))
 
 
+def test_a_latency_target_drops_the_parameter_default_and_two_targets_are_refused():
+    config = prune_config(_parse("--target-latency", "0.5", "--latency-batch", "8"))
+    assert (config.target_params, config.target_latency, config.measure) == (None, 0.5, "latency")
+    assert config.latency_batch == 8 and config.uses_latency
+    with pytest.raises(SmoeaError, match="give one target"):
+        prune_config(_parse("--target-latency", "0.5", "--target-params", "0.3"))
+
+
+def test_flags_saved_before_a_target_existed_still_give_a_config():
+    args = _parse()
+    del args.target_latency, args.latency_batch  # a prune state saved by an older version
+    assert prune_config(args) == PruneConfig()
+
+
 def test_a_flag_the_parser_has_is_not_defined_again():
     import argparse
 

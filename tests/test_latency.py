@@ -40,12 +40,9 @@ def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
     """With a cost bilinear in the channels, the table's interpolation is exact: its prediction
     for random kept counts equals the cost of the physically pruned model, so the owners, the
     grid and the scaling of every convolution are right (depthwise and grouped ones too)."""
-    built = {}
 
     def fake_time(m, shape, frac_in, frac_out, batch, device, repeats):
-        module = _fresh(m, frac_in, frac_out)
-        built[m] = module
-        return _cost(module, shape)
+        return _cost(latency.scaled_module(m, frac_in, frac_out), shape)
 
     monkeypatch.setattr(latency, "_time_module", fake_time)
     monkeypatch.setattr(latency, "time_model", lambda model, shape, b, d, r=20: 1000.0)
@@ -75,18 +72,6 @@ def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
             + sum(np.asarray(t.ms)[-1, -1] for t in table.terms)
         )
         assert predicted == pytest.approx(expected, rel=1e-6 if unit == 1 else 0.02)
-
-
-def _fresh(m, frac_in, frac_out):
-    if isinstance(m, nn.Linear):
-        return nn.Linear(latency._scaled(m.in_features, frac_in, 1), m.out_features)
-    depthwise = 1 < m.groups == m.out_channels
-    g = 1 if depthwise else m.groups
-    cout = latency._scaled(m.out_channels, frac_out, g)
-    cin = cout if depthwise else latency._scaled(m.in_channels, frac_in, g)
-    return nn.Conv2d(
-        cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, cout if depthwise else m.groups
-    )
 
 
 def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
@@ -121,7 +106,7 @@ def _deterministic_timing(monkeypatch):
     table's constant rest)."""
 
     def fake_time(m, shape, frac_in, frac_out, batch, device, repeats):
-        return _cost(_fresh(m, frac_in, frac_out), shape) / 1e3
+        return _cost(latency.scaled_module(m, frac_in, frac_out), shape) / 1e3
 
     def fake_model(model, image_shape, batch, device, repeats=20):
         shapes = latency._input_shapes(model, torch.zeros(1, *image_shape))
@@ -156,8 +141,7 @@ def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
     )
     assert report["target_measure"] == "latency" and report["objectives"] == ["error", "latency"]
     assert 0.49 <= report["latency_ratio"] <= 0.5
-    table = LatencyTable(**{**report["latency_table"], "terms": []})
-    assert table.key["batch"] == 1 and report["original"]["latency"] > 0
+    assert report["latency_table"]["key"]["batch"] == 1 and report["original"]["latency"] > 0
     assert any("measuring every layer" in m for m in logs)
 
     monkeypatch.setattr(latency, "build_table", lambda *a, **k: pytest.fail("not reused"))
@@ -222,3 +206,49 @@ def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monk
     assert len(steps) >= 2 and steps[0]["measured_ratio"] > 0.6 * 1.05
     assert steps[-1]["measured_ratio"] <= 0.6 * 1.05
     assert report["latency_ratio"] < 0.6 / 1.2  # the prediction now sits under the target
+
+
+def test_the_refit_stops_at_the_minimum_widths_and_skips_another_machine(
+    trained_tiny, monkeypatch, tmp_path
+):
+    """A model measured far over its latency target, with every layer soon at its minimum:
+    the refit cuts what it can and stops with a note, it never throws the run away; and a
+    baseline measured on another machine is not compared with this one."""
+    from smoea.pipeline import PruneConfig, _Run, prune
+    from smoea.train import TrainConfig
+
+    monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
+    _deterministic_timing(monkeypatch)
+    exact = latency.time_model
+    full = sum(p.numel() for p in trained_tiny[0].parameters())
+
+    def far_over(model, image_shape, batch, device, repeats=20):
+        pruned = sum(p.numel() for p in model.parameters()) < full
+        return exact(model, image_shape, batch, device) * (50.0 if pruned else 1.0)
+
+    monkeypatch.setattr(latency, "time_model", far_over)
+    model, splits = trained_tiny
+    config = PruneConfig(
+        target_params=None,
+        target_latency=0.6,
+        pop_size=8,
+        generations=1,
+        search_size=30,
+        calibration_images=16,
+        finetune=TrainConfig(epochs=0),
+        final=TrainConfig(epochs=0),
+    )
+    logs = []
+    _, report = prune(
+        copy.deepcopy(model), splits.train, splits.val, config, "cpu", log=logs.append
+    )
+    steps = report["latency_refit"]
+    assert 2 <= len(steps) <= 3 and steps[-1]["measured_ratio"] > 0.6 * 1.05
+    assert all(k >= m for k, m in zip(report["filters_after"], report["min_keep"]))
+
+    elsewhere = dict(report, measured_baseline={"ms": 1.0, "device": "cpu:other", "threads": 64})
+    model2 = copy.deepcopy(model)
+    run = _Run(model2, splits, config, torch.device("cpu"), logs.append, elsewhere, None)
+    assert run._refit_latency() == [
+        {"skipped": "the baseline was measured on another machine or thread count"}
+    ]

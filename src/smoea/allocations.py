@@ -167,10 +167,13 @@ def halp(model: nn.Module, splits: Splits, config) -> dict:
     return _info(w, start, kept, {"knapsack_counts": kept.tolist()})
 
 
-def knapsack(s: Structure, floors: np.ndarray, fraction, target: float) -> np.ndarray:
+def knapsack(
+    s: Structure, floors: np.ndarray, fraction, target: float, strict: bool = True
+) -> np.ndarray:
     """Kept units per layer after removing, one at a time, the unit with the least importance
     (L1 over its layer's mean, weakest first) per unit of `fraction` (of rows of counts) its
-    removal saves, until `fraction` is at most `target`; never below `floors`."""
+    removal saves, until `fraction` is at most `target`; never below `floors` (where the
+    floors stop it short of the target: an error, or with `strict` off the floors' counts)."""
     base = s.units_per_layer
     weakest = [np.sort(n / max(n.mean(), 1e-12)) for n in map(s.l1_norms, range(len(base)))]
     kept = base.copy()
@@ -182,6 +185,8 @@ def knapsack(s: Structure, floors: np.ndarray, fraction, target: float) -> np.nd
             [o[b - k] if k > f else np.inf for o, b, k, f in zip(weakest, base, kept, floors)]
         )
         if not np.isfinite(importance).any():
+            if not strict:
+                return kept
             raise SmoeaError("the per-layer minimum keeps more than the target")
         useful = saving > 0
         ratio = np.where(useful, importance / np.where(useful, saving, 1.0), np.inf)

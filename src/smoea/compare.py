@@ -285,7 +285,7 @@ def _run_smoea(model, splits, cfg, device, teacher):
         model,
         splits.train,
         splits.val,
-        cfg,
+        replace(cfg, latency_refit=False),  # every method is held to the same predicted latency
         device,
         splits.mean,
         splits.std,
@@ -370,15 +370,25 @@ def _latency_figures(model: nn.Module, splits: Splits, cfg: PruneConfig) -> dict
         return {}
     device = next(model.parameters()).device
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    batch = table.key["batch"]
+    try:
+        measured = latency.time_model(model, splits.image_shape, table.key["batch"], device)
+    except SmoeaError:  # too noisy: the run stands, its measurement is missing
+        measured = None
     return {
         "latency": float(s.count(s.units_per_layer, "latency")[0]),
-        "measured_latency": latency.time_model(model, splits.image_shape, batch, device),
+        "measured_latency": measured,
     }
 
 
-SUMMED = ("params", "macs", "latency", "measured_latency", "search_seconds", "evaluations")
-SUMMED += ("finetune_seconds",)
+SUMMED = (
+    "params",
+    "macs",
+    "latency",
+    "measured_latency",
+    "search_seconds",
+    "evaluations",
+    "finetune_seconds",
+)
 
 
 def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) -> dict:
@@ -397,7 +407,7 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             "val_accuracy_mean": float(val.mean()),
             "held_out_val_accuracy_mean": _mean_of(ok, "held_out_val_accuracy"),
             "drop": float(baseline["test_accuracy"] - acc.mean()),
-            **{k: float(np.mean([r[k] for r in ok])) for k in SUMMED if k in ok[0]},
+            **{k: _mean_of(ok, k) for k in SUMMED if all(k in r for r in ok)},
             "seeds": [r["seed"] for r in ok],
             "failed_seeds": [r["seed"] for r in results if "failed" in r],
             "runs": results,
@@ -448,25 +458,28 @@ def write_table(result: dict) -> str:
 
 def _latency_lines(result: dict) -> list[str]:
     """With latency figures: each method's predicted and measured latency (ms, the batch of
-    the table) against the baseline's."""
+    the table) against the baseline's (blank where a measurement was too noisy to keep)."""
     b = result["baseline"]
     if "latency" not in b:
         return []
+    base = b.get("measured_latency")
     lines = [
         "",
-        f"Latency (ms, as deployed; baseline predicted {b['latency']:.2f}, measured "
-        f"{b['measured_latency']:.2f}):",
+        f"Latency (ms, as deployed; baseline predicted {b['latency']:.2f}, measured {_ms(base)}):",
         "",
         "| method | predicted ms | measured ms | measured ratio |",
         "|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         if "latency" in m:
-            lines.append(
-                f"| {name} | {m['latency']:.2f} | {m['measured_latency']:.2f} | "
-                f"{m['measured_latency'] / b['measured_latency']:.4f} |"
-            )
+            measured = m.get("measured_latency")
+            ratio = f"{measured / base:.4f}" if measured and base else ""
+            lines.append(f"| {name} | {m['latency']:.2f} | {_ms(measured)} | {ratio} |")
     return lines
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _target_text(result: dict) -> str:

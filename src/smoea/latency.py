@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 import time
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ import torch.nn as nn
 
 from smoea.errors import SmoeaError
 
+FORMAT = 2  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
 NOISE = 0.10  # a measurement whose spread (interquartile range / median) exceeds this is redone
 TRIES = 3  # measurements of one point before its noise stops the build
@@ -79,13 +81,9 @@ class LatencyTable:
             total += t.at(owned[:, t.a], owned[:, t.b])
         return total
 
-    def fraction(self, kept: np.ndarray) -> np.ndarray:
-        """Predicted latency as a fraction of the unpruned model's predicted latency."""
-        return self.predict(kept) / self.predict(np.array(self.units))[0]
-
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(asdict(self)))
         tmp.replace(path)
 
@@ -135,7 +133,14 @@ def table_key(structure, batch: int, device: torch.device) -> dict:
     """What a table holds for: device, torch, threads, input, batch and the layers' names and
     full widths (a pruned model gets a table of its own)."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    shapes = [
+        list(m.weight.shape)
+        for m in structure.model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     return {
+        "format": FORMAT,
+        "shapes": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16],
         "device": f"{device.type}:{name}",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -143,6 +148,18 @@ def table_key(structure, batch: int, device: torch.device) -> dict:
         "batch": batch,
         "layers": [f"{layer.name}:{layer.units}" for layer in structure.layers],
     }
+
+
+def where_measured(device: torch.device) -> dict:
+    """The machine a measurement holds for: device and thread count."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {"device": f"{device.type}:{name}", "threads": torch.get_num_threads()}
+
+
+def measuring_here(measured: dict, device: torch.device) -> bool:
+    """Whether a measurement recorded with where_measured() was taken on a machine like this."""
+    here = where_measured(device)
+    return all(measured.get(k) == v for k, v in here.items())
 
 
 def cache_path(key: dict, cache_dir: Path) -> Path:
@@ -240,23 +257,30 @@ def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict:
 
 
 def _time_module(m, shape, frac_in: float, frac_out: float, batch, device, repeats) -> float:
-    """A fresh module like `m` with its channels scaled (a folded BatchNorm: a bias), timed."""
+    """A fresh module like `m` with its channels scaled (a folded BatchNorm: a bias), timed on
+    an input already on the device."""
+    module = scaled_module(m, frac_in, frac_out).eval().to(device)
     if isinstance(m, nn.Linear):
-        cin, cout = _scaled(m.in_features, frac_in, 1), _scaled(m.out_features, frac_out, 1)
-        module, x = nn.Linear(cin, cout), torch.randn(batch, *shape[:-1], cin)
+        x = torch.randn(batch, *shape[:-1], module.in_features, device=device)
     else:
-        depthwise = 1 < m.groups == m.out_channels
-        g = 1 if depthwise else m.groups
-        cout = _scaled(m.out_channels, frac_out, g)
-        cin = cout if depthwise else _scaled(m.in_channels, frac_in, g)
-        groups = cout if depthwise else m.groups
-        module = nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups)
-        x = torch.randn(batch, cin, *shape[1:])
-    module = module.eval().to(device)
-    if x.dim() == 4:
+        x = torch.randn(batch, module.in_channels, *shape[1:], device=device)
         module = module.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    return _median_ms(lambda: module(x.to(device)), device, repeats)
+    return _median_ms(lambda: module(x), device, repeats)
+
+
+def scaled_module(m: nn.Module, frac_in: float, frac_out: float) -> nn.Module:
+    """A fresh Conv2d or Linear like `m` with its input and output channels at the given kept
+    fractions (a depthwise convolution's follow its output; a grouped one's stay multiples of
+    its groups)."""
+    if isinstance(m, nn.Linear):
+        return nn.Linear(_scaled(m.in_features, frac_in, 1), _scaled(m.out_features, frac_out, 1))
+    depthwise = 1 < m.groups == m.out_channels
+    g = 1 if depthwise else m.groups
+    cout = _scaled(m.out_channels, frac_out, g)
+    cin = cout if depthwise else _scaled(m.in_channels, frac_in, g)
+    groups = cout if depthwise else m.groups
+    return nn.Conv2d(cin, cout, m.kernel_size, m.stride, m.padding, m.dilation, groups)
 
 
 def _scaled(channels: int, frac: float, multiple: int) -> int:

@@ -74,12 +74,15 @@ class PruneConfig:
         "latency table measured on this machine (smoea.latency; built once, cached), at "
         "--latency-batch, as `smoea export` deploys the model (BatchNorm folded)",
     )
+    # measured over the latency target by more than LATENCY_SLACK: cut further (compare turns
+    # it off: every method is held to the same predicted latency)
+    latency_refit: bool = True
     # batch 1: the latency one request sees, where pruning's speed-up is hardest to get (per-op
     # costs dominate); throughput at large batches follows the MACs more closely
     latency_batch: int = option(1, "batch size the latency target and objective are timed at")
     objectives: str | None = option(
         None,
-        "error (or loss) and one or both of params, macs; e.g. error,params,macs "
+        "error (or loss) and one or more of params, macs, latency; e.g. error,params,macs "
         "(default: --objective and the target's measure)",
     )
     groups: str | None = option(None, "e.g. 1-2,3-4,5-7 (default: one per stage)")
@@ -395,7 +398,7 @@ class _Run:
             "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
             "distill": self._distill_record(),
             "latency_table": None if self.latency is None else asdict(self.latency),
-            "measured_baseline_ms": self._measured_baseline(first),
+            "measured_baseline": self._measured_baseline(first),
             "groups": [],
         }
         self._check_target(first, report)
@@ -438,7 +441,8 @@ class _Run:
             if on_group_done is not None:
                 on_group_done(self.model, self.report)
             interrupt.check()
-        if self.cfg.target_latency is not None and "latency_refit" not in self.report:
+        refit = self.cfg.target_latency is not None and self.cfg.latency_refit
+        if refit and "latency_refit" not in self.report:
             self.report["latency_refit"] = self._refit_latency()
         if self.cfg.final.epochs > 0:
             tuned = self._finetune(self.cfg.final, "final fine-tune", len(self.groups) + 1)
@@ -457,7 +461,8 @@ class _Run:
             total_seconds=time.perf_counter() - start,
         )
         r, what = self.cfg.target, self.cfg.measure
-        if r is not None and self.report[f"{what}_ratio"] < r - 0.01:
+        refitted = len(self.report.get("latency_refit") or []) > 1
+        if r is not None and self.report[f"{what}_ratio"] < r - 0.01 and not refitted:
             self.log(
                 f"note: the model keeps {self.report[f'{what}_ratio']:.4f} of its {what}, "
                 f"below {r - 0.01:.4f}: its filters are too coarse to land nearer {r}"
@@ -468,34 +473,70 @@ class _Run:
         """Measure the pruned model as deployed; while it is over the latency target by more
         than LATENCY_SLACK, cut more: the table's prediction, scaled by measured over predicted,
         is the goal of a knapsack over every layer (the weakest filters per latency saved go
-        first). Returns every measurement (and what was cut after it)."""
-        from smoea.allocations import knapsack
-        from smoea.latency import time_model
+        first; counts rounded down to --round-to, never below the minimum). Returns every
+        measurement (and what was cut after it); a measurement that cannot be trusted (another
+        machine than the baseline's, or too noisy) ends it with a note."""
+        from smoea.latency import measuring_here
 
-        r, base_ms = self.cfg.target_latency, self.report["measured_baseline_ms"]
+        r, baseline = self.cfg.target_latency, self.report["measured_baseline"]
+        if baseline is None or not measuring_here(baseline, self.device):
+            self.log("note: the latency refit is skipped: the baseline was measured elsewhere")
+            return [{"skipped": "the baseline was measured on another machine or thread count"}]
         steps = []
         for attempt in range(LATENCY_REFITS + 1):
             s = self._structure()
-            kept = s.units_per_layer
-            ms = time_model(self.model, self.example.shape[1:], self.cfg.latency_batch, self.device)
-            measured, predicted = ms / base_ms, self._fraction(s, kept)
-            steps.append({"measured_ratio": measured, "predicted_ratio": predicted})
-            if measured <= r * (1 + LATENCY_SLACK) or attempt == LATENCY_REFITS:
+            step = self._measure_latency(s, baseline["ms"])
+            steps.append(step)
+            if "error" in step or step["measured_ratio"] <= r * (1 + LATENCY_SLACK):
                 break
-            floors = np.array([self._allowed_minimum(s, i) for i in range(len(kept))])
-            rows = lambda C, s=s: s.count(C, "latency") / self.original["latency"]  # noqa: E731
-            counts = knapsack(s, floors, rows, predicted * r / measured)
-            steps[-1]["refit_to"] = counts.tolist()
-            order = {i: np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(kept))}
-            s.remove({i: np.isin(np.arange(kept[i]), order[i][: counts[i]]) for i in order})
-            self.log(
-                f"latency measured at {measured:.4f} of the baseline's (predicted {predicted:.4f})"
-                f", over {r} by more than {LATENCY_SLACK:.0%}: cut to a predicted "
-                f"{predicted * r / measured:.4f}"
-            )
+            if attempt == LATENCY_REFITS or not self._cut_for_latency(s, step):
+                break
         if len(steps) > 1 and self.cfg.final.epochs == 0:
             self._reestimate_norms()
         return steps
+
+    def _measure_latency(self, s: Structure, baseline_ms: float) -> dict:
+        """The model measured as deployed at the latency batch, against its prediction."""
+        from smoea.latency import time_model
+
+        try:
+            ms = time_model(self.model, self.example.shape[1:], self.cfg.latency_batch, self.device)
+        except SmoeaError as exc:  # too noisy: keep the model as it is, say so
+            self.log(f"note: the pruned model's latency was not measured: {exc}")
+            return {"error": str(exc)}
+        kept = s.units_per_layer
+        return {"measured_ratio": ms / baseline_ms, "predicted_ratio": self._fraction(s, kept)}
+
+    def _cut_for_latency(self, s: Structure, step: dict) -> bool:
+        """Cut the model to the predicted latency that should measure at the target; False
+        when the minimum widths leave nothing to cut."""
+        from smoea.allocations import knapsack
+
+        measured, predicted = step["measured_ratio"], step["predicted_ratio"]
+        goal = predicted * self.cfg.target_latency / measured
+        kept = s.units_per_layer
+        floors = np.array([self._allowed_minimum(s, i) for i in range(len(kept))])
+        rows = lambda C: s.count(C, "latency") / self.original["latency"]  # noqa: E731
+        counts = knapsack(s, floors, rows, goal, strict=False)
+        counts = np.array([self._round_down(s, i, int(c)) for i, c in enumerate(counts)])
+        if (counts == kept).all():
+            self.log("note: the latency is over its target but every layer is at its minimum")
+            return False
+        step["refit_to"] = counts.tolist()
+        order = {i: np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(kept))}
+        s.remove({i: np.isin(np.arange(kept[i]), order[i][: counts[i]]) for i in order})
+        self.log(
+            f"latency measured at {measured:.4f} of the baseline's (predicted {predicted:.4f}), "
+            f"over {self.cfg.target_latency} by more than {LATENCY_SLACK:.0%}: cut to a "
+            f"predicted {goal:.4f}"
+        )
+        return True
+
+    def _round_down(self, s: Structure, i: int, count: int) -> int:
+        """The largest count layer i may keep (--round-to, its minimum) not above `count`."""
+        allowed = allowed_counts(int(s.units_per_layer[i]), self.cfg.round_to, self.min_keep[i])
+        below = allowed[allowed <= count]
+        return int(below[-1] if len(below) else allowed[0])
 
     def _latency_ratio(self, s: Structure, kept: np.ndarray) -> dict:
         """The predicted latency as a fraction of the original (with a latency table)."""
@@ -517,21 +558,30 @@ class _Run:
         self.elementwise = s.elementwise
         return s
 
-    def _measured_baseline(self, first: Structure) -> float | None:
-        """The unpruned model measured as deployed at the latency batch (a latency target)."""
+    def _measured_baseline(self, first: Structure) -> dict | None:
+        """The unpruned model measured as deployed at the latency batch (a latency target), and
+        where: a resumed run measures its pruned model against it only on the same machine."""
         if self.cfg.target_latency is None:
             return None
-        from smoea.latency import time_model
+        from smoea.latency import time_model, where_measured
 
-        return time_model(first.model, self.example.shape[1:], self.cfg.latency_batch, self.device)
+        shape, batch = self.example.shape[1:], self.cfg.latency_batch
+        ms = time_model(first.model, shape, batch, self.device)
+        return {"ms": ms, **where_measured(self.device)}
 
     def _latency_table(self, first: Structure | None, resume: dict | None):
         """The latency table when the run needs one: a resumed run's own, else this machine's
         for the model and batch (cached; measured once)."""
         if not self.cfg.uses_latency:
             return None
+        from smoea import distributed
         from smoea.latency import LatencyTable, table_for
 
+        if distributed.world() > 1:
+            raise SmoeaError(
+                "a latency target or objective runs in one process (its timings would differ "
+                "between ranks); run it without torchrun"
+            )
         if resume is not None:
             return LatencyTable.from_dict(resume["latency_table"])
         return table_for(first, self.cfg.latency_batch, self.device, self.log)

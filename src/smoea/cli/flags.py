@@ -96,7 +96,8 @@ def prune_config(args: argparse.Namespace):
     """The PruneConfig of `smoea prune` and `smoea compare`: one target, the others None."""
     from smoea.pipeline import PruneConfig
 
-    given = [t for t in ("params", "macs", "latency") if getattr(args, f"target_{t}") is not None]
+    names = ("params", "macs", "latency")  # an older saved run's flags lack target_latency
+    given = [t for t in names if getattr(args, f"target_{t}", None) is not None]
     if len(given) > 1:
         raise SmoeaError(f"give one target, not {' and '.join('--target-' + t for t in given)}")
     config = config_from_flags(PruneConfig, args)
