@@ -90,15 +90,20 @@ def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
     assert cache_path(dict(key, batch=64), tmp_path) != path  # another batch, another table
 
 
-def test_noisy_measurements_are_refused_in_one_line():
+def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
+    """Repeated measurements of one call that keep disagreeing (here by a factor of two) stop
+    the build with one line; ones that agree give their median."""
     import itertools
-    import time
 
     from smoea.errors import SmoeaError
 
-    pauses = itertools.cycle([0.0, 0.004])  # every other run 4 ms longer: a spread far over 10%
+    drifting = itertools.cycle([1.0, 2.0, 1.5])
+    monkeypatch.setattr(latency, "_sampled_median", lambda *a: next(drifting))
     with pytest.raises(SmoeaError, match="too noisy"):
-        latency._median_ms(lambda: time.sleep(next(pauses)), torch.device("cpu"), 8)
+        latency._median_ms(lambda: None, torch.device("cpu"), 8)
+    steady = itertools.cycle([1.0, 1.05, 0.98])
+    monkeypatch.setattr(latency, "_sampled_median", lambda *a: next(steady))
+    assert latency._median_ms(lambda: None, torch.device("cpu"), 8) == 1.0
 
 
 def _deterministic_timing(monkeypatch):

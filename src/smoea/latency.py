@@ -31,8 +31,9 @@ from smoea.errors import SmoeaError
 
 FORMAT = 2  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
-NOISE = 0.10  # a measurement whose spread (interquartile range / median) exceeds this is redone
-TRIES = 3  # measurements of one point before its noise stops the build
+NOISE = 0.10  # repeated measurements spreading more than this ((max - min) / median) are redone
+REPEATED = 3  # measurements of one point, each the median of its samples
+TRIES = 3  # rounds of repeated measurements before their noise stops the build
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
 
@@ -180,7 +181,7 @@ def _cpu_name() -> str:
 
 
 def build_table(
-    structure, batch: int, device: torch.device, repeats: int = 20, progress: bool = True
+    structure, batch: int, device: torch.device, repeats: int = 10, progress: bool = True
 ) -> LatencyTable:
     """Time every convolution and linear layer of the structure's model on a grid of its
     owners' kept counts, and the whole folded model; see the module docstring."""
@@ -301,28 +302,34 @@ def time_model(model: nn.Module, image_shape, batch: int, device, repeats: int =
 
 @torch.inference_mode()
 def _median_ms(run, device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of one call in ms. A sample times enough calls to last SAMPLE_MS (a
-    small layer's single call is too short to time alone); measured again while the samples'
-    spread exceeds NOISE, then refused."""
+    """Wall time of one call in ms: the median of REPEATED measurements, each the median of
+    `repeats` samples; a sample times enough calls to last SAMPLE_MS (a small layer's single
+    call is too short to time alone). While the repeated measurements spread more than NOISE
+    ((max - min) / median) they are taken again, TRIES times at most, then refused."""
     calls = _calls_per_sample(run, device)
     for _ in range(TRIES):
-        times = []
-        for i in range(warmup + repeats):
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(calls):
-                run()
-            _sync(device)
-            if i >= warmup:
-                times.append(1000 * (time.perf_counter() - start) / calls)
-        median = statistics.median(times)
-        q = statistics.quantiles(times, n=4)
-        if (q[2] - q[0]) / median <= NOISE:
+        medians = [_sampled_median(run, device, repeats, warmup, calls) for _ in range(REPEATED)]
+        median = statistics.median(medians)
+        spread = (max(medians) - min(medians)) / median
+        if spread <= NOISE:
             return median
     raise SmoeaError(
-        f"latency measurements too noisy to trust: spread {(q[2] - q[0]) / median:.0%} over "
-        f"{TRIES} tries (more than {NOISE:.0%}); run nothing else while measuring"
+        f"latency measurements too noisy to trust: {REPEATED} repeated measurements spread "
+        f"{spread:.0%} (more than {NOISE:.0%}) in {TRIES} tries; run nothing else while measuring"
     )
+
+
+def _sampled_median(run, device: torch.device, repeats: int, warmup: int, calls: int) -> float:
+    times = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        _sync(device)
+        if i >= warmup:
+            times.append(1000 * (time.perf_counter() - start) / calls)
+    return statistics.median(times)
 
 
 def _calls_per_sample(run, device: torch.device) -> int:
