@@ -7,7 +7,8 @@ convolution and linear layer of the model is timed on its own, as the deployed m
 counts of the layers that own its input and output channels (the dependency graph's owners, as
 for the exact counts); a pruned model's latency is predicted as the sum of those times,
 interpolated at its kept counts, plus the measured time of everything else (activations,
-pooling, additions), taken as constant. A table holds for one device, torch version, thread
+pooling, additions), measured whole at a few uniform widths and interpolated by the activation
+volume. A table holds for one device, torch version, thread
 count, input shape and batch size; it is cached on disk under that key and reused.
 """
 
@@ -29,8 +30,9 @@ import torch.nn as nn
 
 from smoea.errors import SmoeaError
 
-FORMAT = 2  # of the tables and their timing; a table of another format is measured again
+FORMAT = 3  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
+REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at for the rest
 NOISE = 0.10  # the two fastest repeated measurements differing more than this are redone
 REPEATED = 5  # measurements of one point, each the median of its samples
 TRIES = 3  # rounds of repeated measurements before their noise stops the build
@@ -68,6 +70,10 @@ class LatencyTable:
     terms: list[Term] = field(default_factory=list)
     full_ms: float = 0.0  # the whole folded model, measured
     rest_ms: float = 0.0  # full_ms minus the terms at full width: everything else
+    # everything else at narrower widths: [activation volume fraction, ms] (the volume: kept
+    # units times each layer's output size, what activations and pooling work through)
+    rest_points: list[list[float]] = field(default_factory=list)
+    volume: list[float] = field(default_factory=list)  # per layer: output height x width
 
     @property
     def layer_names(self) -> list[str]:
@@ -76,11 +82,26 @@ class LatencyTable:
     def predict(self, kept: np.ndarray) -> np.ndarray:
         """Latency in ms for each row of `kept` (units kept per layer)."""
         kept = np.atleast_2d(np.asarray(kept, dtype=np.float64))
+        return self._rest(kept) + self.layers_ms(kept)
+
+    def layers_ms(self, kept: np.ndarray) -> np.ndarray:
+        """The convolutions' and linear layers' time alone, for each row of `kept`."""
+        kept = np.atleast_2d(np.asarray(kept, dtype=np.float64))
         owned = np.concatenate([kept, np.ones((len(kept), 1))], axis=1)  # column L: no owner
-        total = np.full(len(kept), self.rest_ms)
+        total = np.zeros(len(kept))
         for t in self.terms:
             total += t.at(owned[:, t.a], owned[:, t.b])
         return total
+
+    def _rest(self, kept: np.ndarray) -> np.ndarray:
+        """Everything but the convolutions and linear layers, interpolated at each row's
+        activation volume between the widths it was measured at (constant without them)."""
+        if not self.rest_points:
+            return np.full(len(kept), self.rest_ms)
+        volume = np.asarray(self.volume)
+        x = kept @ volume / (np.asarray(self.units) @ volume)
+        xs, ys = zip(*sorted(self.rest_points))
+        return np.interp(x, xs, ys)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +244,33 @@ def build_table(
         table.terms.append(Term(name, a, b, grid_a, grid_b, ms))
     table.full_ms = time_model(model, structure.example.shape[1:], batch, device, repeats)
     table.rest_ms = table.full_ms - float(sum(np.asarray(t.ms)[-1, -1] for t in table.terms))
+    table.volume = [float(np.prod(layer.spatial)) for layer in structure.layers]
+    table.rest_points = [[1.0, table.rest_ms]] + [
+        _rest_at(structure, table, width, batch, device, repeats) for width in REST_WIDTHS
+    ]
     return table
+
+
+def _rest_at(structure, table: LatencyTable, width: float, batch, device, repeats) -> list:
+    """[activation volume fraction, ms of everything else] of a copy of the model cut to
+    `width` of every layer (the strongest units by L1), measured whole."""
+    import copy
+
+    from smoea.structure import Structure
+
+    model = copy.deepcopy(structure.model)
+    names = [layer.name for layer in structure.layers]
+    s = Structure(model, structure.example, layer_names=names)
+    masks = {}
+    for i, layer in enumerate(s.layers):
+        k = max(1, int(round(width * layer.units)))
+        masks[i] = np.isin(np.arange(layer.units), np.argsort(-s.l1_norms(i))[:k])
+    kept = s.kept_from_masks(masks)
+    s.remove(masks)
+    measured = time_model(model, structure.example.shape[1:], batch, device, repeats)
+    volume = np.asarray(table.volume)
+    fraction = float(kept @ volume / (np.asarray(table.units) @ volume))
+    return [fraction, measured - float(table.layers_ms(kept)[0])]
 
 
 def _grid(units: list[int], owner: int) -> list[int]:
