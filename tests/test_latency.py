@@ -35,6 +35,7 @@ def _pruned_cost(model: nn.Module, example: torch.Tensor) -> float:
     return sum(_cost(m, shapes[m]) for m in shapes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg14", "resnet20", "mobilenetv2", "grouped"])
 def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
     """With a cost bilinear in the channels (and a constant rest), the table's interpolation
@@ -123,6 +124,7 @@ def _cache_exact_table(model, splits):
     table_for(s, 1, torch.device("cpu"), log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
     trained_tiny, monkeypatch, tmp_path
 ):
@@ -158,6 +160,7 @@ def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
     assert again["filters_after"] == report["filters_after"]  # same table, same seed: same model
 
 
+@pytest.mark.slow
 def test_the_prune_command_records_predicted_and_measured_latency(
     tmp_path, image_archive, baseline, monkeypatch
 ):
@@ -181,6 +184,7 @@ def test_the_prune_command_records_predicted_and_measured_latency(
     assert measured["ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monkeypatch, tmp_path):
     """The table underestimates the pruned model by 25% here: measured over the target by
     more than 5%, the model is cut further until the measurement fits."""
@@ -216,6 +220,7 @@ def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monk
     assert report["latency_ratio"] < 0.6 / 1.2  # the prediction now sits under the target
 
 
+@pytest.mark.slow
 def test_the_refit_stops_at_the_minimum_widths_and_skips_another_machine(
     trained_tiny, monkeypatch, tmp_path
 ):
