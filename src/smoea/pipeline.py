@@ -36,7 +36,7 @@ from smoea.search import (
     run_nsga2,
 )
 from smoea.select import RULES, choose, fit_to_budget
-from smoea.structure import Structure, allowed_counts, plan_groups
+from smoea.structure import Structure, allowed_counts, plan_groups, round_count
 from smoea.train import (
     DISTILL_TEMPERATURE,
     DISTILL_WEIGHT,
@@ -518,7 +518,11 @@ class _Run:
         floors = np.array([self._allowed_minimum(s, i) for i in range(len(kept))])
         rows = lambda C: s.count(C, "latency") / self.original["latency"]  # noqa: E731
         counts = knapsack(s, floors, rows, goal, strict=False)
-        counts = np.array([self._round_down(s, i, int(c)) for i, c in enumerate(counts)])
+        rounded = [
+            round_count(int(c), self.cfg.round_to, int(u), "down", self.min_keep[i])
+            for i, (c, u) in enumerate(zip(counts, kept))
+        ]
+        counts = np.array(rounded)
         if (counts == kept).all():
             self.log("note: the latency is over its target but every layer is at its minimum")
             return False
@@ -531,12 +535,6 @@ class _Run:
             f"predicted {goal:.4f}"
         )
         return True
-
-    def _round_down(self, s: Structure, i: int, count: int) -> int:
-        """The largest count layer i may keep (--round-to, its minimum) not above `count`."""
-        allowed = allowed_counts(int(s.units_per_layer[i]), self.cfg.round_to, self.min_keep[i])
-        below = allowed[allowed <= count]
-        return int(below[-1] if len(below) else allowed[0])
 
     def _latency_ratio(self, s: Structure, kept: np.ndarray) -> dict:
         """The predicted latency as a fraction of the original (with a latency table)."""

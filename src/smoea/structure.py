@@ -91,11 +91,15 @@ def allowed_counts(units: int, round_to: int = 1, low: int = 1) -> np.ndarray:
 
 
 def round_count(count: int, round_to: int, units: int, how: str = "nearest", low: int = 1) -> int:
-    """The allowed count (see `allowed_counts`) nearest to `count` (ties up), or the next one up."""
+    """The allowed count (see `allowed_counts`) nearest to `count` (ties up), or the next one up
+    or down (the smallest allowed where none is below)."""
     allowed = allowed_counts(units, round_to, low)
     if how == "up":
         above = allowed[allowed >= count]
         return int(above[0] if len(above) else allowed[-1])
+    if how == "down":
+        below = allowed[allowed <= count]
+        return int(below[-1] if len(below) else allowed[0])
     return nearest_allowed(allowed, count)
 
 
