@@ -3,7 +3,8 @@
 Usage: python benchmarks/effort_table.py RUNS_DIR [EXTRA_RECORD_DIR:EFFORT:TARGET ...]
   RUNS_DIR holds <effort>/<target>/runs/smoea-seed<N>.json (from effort.sh); each extra folder
   of records (e.g. an earlier session's run of the old behaviour) is added under its effort and
-  target. Prints one markdown row per run, then the mean per effort and target.
+  target. Prints one markdown row per run, then per effort and target the mean and the range
+  over seeds.
 """
 
 from __future__ import annotations
@@ -57,13 +58,24 @@ def main() -> None:
     groups = defaultdict(list)
     for r in table:
         groups[(r["target"], r["effort"])].append(r)
-    print("\n| target | effort | runs | search s (mean) | test % (mean) | held-out % (mean) |")
+    print(
+        "\n| target | effort | seeds | search s (mean) | test % (mean, range) |"
+        " held-out % (mean, range) |"
+    )
     print("|---|---|---|---|---|---|")
     for (target, effort), rs in sorted(groups.items()):
-        search, test, held = (
-            sum(r[k] for r in rs) / len(rs) for k in ("search_s", "test", "held_out")
+        seeds = ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
+        search = sum(r["search_s"] for r in rs) / len(rs)
+        print(
+            f"| {target} | {effort} | {seeds} | {search:.0f} | {_spread(rs, 'test')} | "
+            f"{_spread(rs, 'held_out')} |"
         )
-        print(f"| {target} | {effort} | {len(rs)} | {search:.0f} | {test:.2f} | {held:.2f} |")
+
+
+def _spread(rs: list[dict], key: str) -> str:
+    """Mean and the range over seeds (max - min): the seed spread the issue compares against."""
+    values = [r[key] for r in rs]
+    return f"{sum(values) / len(values):.2f} ({max(values) - min(values):.2f})"
 
 
 if __name__ == "__main__":

@@ -291,10 +291,7 @@ def torchvision_zoo() -> str:
     (torchvision-zoo/<model>.json from benchmarks/torchvision_zoo.py); those not run yet named."""
     import torchvision
 
-    folder = RESULTS / "torchvision-zoo"
-    if not folder.is_dir():
-        raise TableError("missing record: benchmarks/results/torchvision-zoo/")
-    runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    runs = _zoo_runs()
     rows = []
     for name, r in runs.items():
         if r["status"] == "pruned":
@@ -321,6 +318,53 @@ def torchvision_zoo() -> str:
         + (f": {', '.join(missing)}" if missing else "")
         + "\n"
     )
+
+
+@table("torchvision-supported")
+def torchvision_supported() -> str:
+    """README.md: which torchvision classifiers prune, from the same records, in one paragraph
+    (refusals grouped by their reason, without the layer names that differ per model)."""
+    runs = _zoo_runs()
+    pruned = [name for name, r in runs.items() if r["status"] == "pruned"]
+    by_reason: dict[str, list[str]] = {}
+    for name, r in runs.items():
+        if r["status"] != "pruned":
+            by_reason.setdefault(_reason_kind(r), []).append(name)
+    parts = [
+        f"- **Pruned** through prune, save, load and ONNX ({len(pruned)}): {', '.join(pruned)}."
+    ]
+    for reason, names in by_reason.items():
+        parts.append(f"- **{reason}** ({len(names)}): {', '.join(names)}.")
+    import torchvision
+
+    every = torchvision.models.list_models(module=torchvision.models)
+    missing = [m for m in every if m not in runs]
+    if missing:
+        parts.append(f"- Not run yet ({len(missing)}): {', '.join(missing)}.")
+    return "\n".join(parts) + "\n"
+
+
+def _zoo_runs() -> dict[str, dict]:
+    folder = RESULTS / "torchvision-zoo"
+    if not folder.is_dir():
+        raise TableError("missing record: benchmarks/results/torchvision-zoo/")
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def _reason_kind(r: dict) -> str:
+    """A refusal's kind, the same words for every model it hits."""
+    reason = r.get("reason", "")
+    if r["status"] == "failed":
+        return "Failed (a defect or over the time limit)"
+    for key, kind in (
+        ("LayerNorm", "Refused: channels-last LayerNorm"),
+        ("concatenat", "Refused: BatchNorm over a concatenation"),
+        ("channel shuffle", "Refused: channel shuffle (Torch-Pruning's graph fails)"),
+        ("cannot run on", "Refused at 64 px: the image is too small for the model"),
+    ):
+        if key in reason:
+            return kind
+    return f"Refused: {reason}"
 
 
 def documents() -> list[Path]:

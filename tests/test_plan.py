@@ -267,19 +267,26 @@ def _pruned_report(trained_tiny, **kw):
 
 @pytest.mark.slow
 def test_search_effort_follows_the_plan(trained_tiny):
-    report = _pruned_report(trained_tiny, target_params=0.3, evaluations=32, effort="plan")
+    report = _pruned_report(
+        trained_tiny, target_params=0.3, evaluations=32, effort="plan", generations=4
+    )
     efforts = [g["effort"] for g in report["groups"]]
     assert all(e["rule"] == "plan" and e["total"] == 32 and e["threshold"] == 16 for e in efforts)
-    assert efforts[-1]["evaluations"] == efforts[-1]["left"]  # the last group gets what is left
+    # a candidate costs its sub-network's share of the model: the whole model for the first
+    # group, less for every later one (a chain: each sub-network is part of the one before)
+    costs = [e["cost"] for e in efforts]
+    assert costs[0] == pytest.approx(1.0) and all(0 < b < a for a, b in zip(costs, costs[1:]))
     for group, e in zip(report["groups"], efforts):
         assert e["searched"] == (e["evaluations"] >= e["threshold"])
         if not e["searched"]:  # the plan's point: scored once, never searched
             assert group["evaluations"] <= 1 and len(group["front"]) == 1
-        if group is not report["groups"][-1]:
-            assert e["evaluations"] == round(e["left"] * e["share"] / e["need"])
+        last = group is report["groups"][-1]
+        units = e["left"] if last else e["left"] * e["share"] / e["need"]
+        assert e["evaluations"] == min(int(units / e["cost"]), 8 * 4)  # never over pop x gens
     assert any(not e["searched"] for e in efforts)
     # the searches stay within the total, give or take one generation's overshoot each
-    assert sum(g["evaluations"] for g in report["groups"]) <= 32 + 8 * len(efforts)
+    spent = sum(g["evaluations"] * e["cost"] for g, e in zip(report["groups"], efforts))
+    assert spent <= 32 + 8 * sum(costs)
     assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
 
 

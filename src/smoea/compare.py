@@ -309,6 +309,11 @@ def _run_smoea(model, splits, cfg, device, teacher):
             "finetune_ran": [t["ran"] for t in steps],
             "filters_after": report["filters_after"],
             "group_budgets": [g["budget"] for g in report["groups"]],
+            # where the search time went: seconds, evaluations and the effort rule per group
+            "group_search": [
+                {k: g.get(k) for k in ("seconds", "evaluations", "effort")}
+                for g in report["groups"]
+            ],
         },
     )
 

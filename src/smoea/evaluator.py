@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch_pruning as tp
 
 from smoea import distributed
 from smoea.data import TensorData, normalize
@@ -72,6 +73,20 @@ class SubnetEvaluator:
             raise ValueError(f"this sub-network cannot slice: {self.masked_because}")
         self.cache: dict[bytes, float] = {}
         self.evaluations = 0
+
+    @property
+    def cost(self) -> float:
+        """One candidate's compute as a share of a whole-model evaluation: the sub-network's
+        MACs over the model's, both at the current widths (the plan effort's unit). A group
+        late in the network runs a small sub-network, so its candidates are cheap."""
+        if getattr(self, "_cost", None) is None:
+            with torch.inference_mode():
+                x = self.features[:1]
+                part = tp.utils.count_ops_and_params(self.suffix, x)[0]
+                model, example = self.structure.model, self.structure.example[:1]
+                whole = tp.utils.count_ops_and_params(model, example.to(x.device))[0]
+            self._cost = float(min(1.0, part / max(whole, 1)))
+        return self._cost
 
     @property
     def mode(self) -> str:
@@ -197,6 +212,10 @@ class ScoredEvaluator(SubnetEvaluator):
     @property
     def mode(self) -> str:
         return "scored"
+
+    @property
+    def cost(self) -> float:
+        return 1.0  # the user's score runs the whole model
 
     def _score_local(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
         model, out = self.structure.model, []

@@ -49,7 +49,9 @@ from smoea.train import (
 
 EFFORTS = ("plan", "fixed")
 SCORINGS = ("sliced", "masked")
-EFFORT_GROUPS = 2  # the default evaluation total: as many as two groups searched the fixed way
+# the default --evaluations with --effort plan, as a share of one group searched the fixed way
+# (pop_size x generations), counted in whole-model evaluations
+EFFORT_SHARE = 0.5
 LATENCY_SLACK = 0.05  # a model measured over the latency target by more than this is refitted
 LATENCY_REFITS = 2  # refits at most, each measured again
 MIN_SEARCH_GENERATIONS = 2  # a group allotted fewer evaluations than this many generations is
@@ -109,8 +111,10 @@ class PruneConfig:
     )
     evaluations: int | None = option(
         None,
-        "candidates the groups' searches score in all with --effort plan (the plan's curves "
-        f"are counted apart) (default {EFFORT_GROUPS} x --pop-size x --generations: 960)",
+        "the search effort in all with --effort plan, in whole-model evaluations: a candidate "
+        "of a later group runs a smaller sub-network and counts as its share of the model's "
+        "MACs (the plan's curves are counted apart) (default --pop-size x --generations x "
+        f"{EFFORT_SHARE}: 240)",
     )
     search_size: int = option(500, "images in the search set, drawn from the validation split")
     calibration_images: int = option(
@@ -182,10 +186,10 @@ class PruneConfig:
 
     @property
     def evaluation_total(self) -> int:
-        """Candidates the groups' searches may score in all with effort "plan"."""
+        """Whole-model evaluations the groups' searches may spend in all with effort "plan"."""
         if self.evaluations is not None:
             return self.evaluations
-        return EFFORT_GROUPS * self.pop_size * self.generations
+        return int(round(EFFORT_SHARE * self.pop_size * self.generations))
 
     @property
     def target(self) -> float | None:
@@ -599,7 +603,7 @@ class _Run:
             evaluator, base, self.original, budget, self.cfg.measure, tuple(names[1:])
         )
         desc = f"group {g + 1}/{len(self.groups)} (conv {layers[0] + 1}-{layers[-1] + 1})"
-        effort = self._effort(s, g, span, budget)
+        effort = self._effort(s, g, span, budget, evaluator)
         l1 = [s.l1_norms(i) for i in span]
         if effort["searched"]:
             result, x = self._search(problem, l1, g, desc, effort["evaluations"])
@@ -645,34 +649,47 @@ class _Run:
             f"{evaluator.evaluations} evaluations in {result.seconds:.1f}s ({how})"
         )
 
-    def _effort(self, s: Structure, g: int, span: list[int], budget: float | None) -> dict:
-        """How many candidates group g's search may score: with effort "plan" and a target, the
-        evaluations left times the group's planned share of what is still to remove (the last
-        group gets all that is left). A group allotted fewer than MIN_SEARCH_GENERATIONS
-        generations is not searched: its plan point is applied. Without a target, with effort
-        "fixed" or with `--budget search` (whose search is the plan), pop_size x generations."""
+    def _effort(
+        self, s: Structure, g: int, span: list[int], budget: float | None, evaluator
+    ) -> dict:
+        """How many candidates group g's search may score. With effort "plan" and a target, the
+        total is counted in whole-model evaluations (a candidate of this group costs
+        `evaluator.cost`, its sub-network's share of the model's MACs): the group gets the total
+        still left times its planned share of what is still to remove (the last group all that
+        is left), at most pop_size x generations. A group allotted fewer than
+        MIN_SEARCH_GENERATIONS generations is not searched: its plan point is applied. Without a
+        target, with effort "fixed" or with `--budget search` (whose search is the plan),
+        pop_size x generations."""
         c = self.cfg
         if c.effort == "fixed" or budget is None or span != self.groups[g]:
             return {"rule": "fixed", "searched": True, "evaluations": None}
         before = self._fraction(s, s.units_per_layer)
         need, share = before - c.target, before - budget
-        # a group applied without search scored its point once: that is not search effort
-        searched = [gr for gr in self.report["groups"] if gr.get("effort", {}).get("searched", 1)]
-        spent = sum(gr["evaluations"] for gr in searched)
-        left = max(0, c.evaluation_total - spent)
-        last = g == len(self.groups) - 1
-        allotted = left if last else int(round(left * share / need)) if need > 1e-12 else 0
+        left = max(0.0, c.evaluation_total - self._effort_spent())
+        last, cost = g == len(self.groups) - 1, evaluator.cost
+        units = left if last else left * share / need if need > 1e-12 else 0.0
+        allotted = min(int(units / cost), c.pop_size * c.generations)
         threshold = MIN_SEARCH_GENERATIONS * c.pop_size
         return {
             "rule": "plan",
             "searched": allotted >= threshold,
             "evaluations": allotted,
+            "cost": cost,
             "threshold": threshold,
             "share": share,
             "need": need,
             "total": c.evaluation_total,
             "left": left,
         }
+
+    def _effort_spent(self) -> float:
+        """Whole-model evaluations the earlier groups' searches spent (a group applied without
+        search scored its point once: that is not search effort)."""
+        return sum(
+            gr["evaluations"] * gr["effort"].get("cost", 1.0)
+            for gr in self.report["groups"]
+            if gr.get("effort", {}).get("searched", True)
+        )
 
     def _plan_point(self, problem: GroupProblem, l1: list[np.ndarray], g: int, desc, effort):
         """The group's cut without a search: its weakest units by L1, layer by layer at about
@@ -684,8 +701,9 @@ class _Run:
             self._note_unrounded(problem.evaluator.genome, x)
         self.log(
             f"{desc}: planned share {effort['share']:.4f} of {effort['need']:.4f} gets "
-            f"{effort['evaluations']} of {effort['left']} evaluations left, under "
-            f"{effort['threshold']} ({MIN_SEARCH_GENERATIONS} generations): not searched"
+            f"{effort['evaluations']} candidates ({effort['cost']:.2f} of a whole-model "
+            f"evaluation each; {effort['left']:.0f} left), under {effort['threshold']} "
+            f"({MIN_SEARCH_GENERATIONS} generations): not searched"
         )
         F = np.zeros((0, 1 + len(problem.sizes)))  # the chosen point, once scored
         return SearchResult(x[None], F, 0, time.perf_counter() - start), x
