@@ -75,18 +75,13 @@ class SubnetEvaluator:
         self.evaluations = 0
 
     @property
-    def cost(self) -> float:
-        """One candidate's compute as a share of a whole-model evaluation: the sub-network's
-        MACs over the model's, both at the current widths (the plan effort's unit). A group
-        late in the network runs a small sub-network, so its candidates are cheap."""
-        if getattr(self, "_cost", None) is None:
+    def macs(self) -> int | None:
+        """One image's MACs through the sub-network at the current widths: what a candidate
+        costs, at most (the plan effort counts the search in these, see PruneConfig.effort)."""
+        if getattr(self, "_macs", None) is None:
             with torch.inference_mode():
-                x = self.features[:1]
-                part = tp.utils.count_ops_and_params(self.suffix, x)[0]
-                model, example = self.structure.model, self.structure.example[:1]
-                whole = tp.utils.count_ops_and_params(model, example.to(x.device))[0]
-            self._cost = float(min(1.0, part / max(whole, 1)))
-        return self._cost
+                self._macs = int(tp.utils.count_ops_and_params(self.suffix, self.features[:1])[0])
+        return self._macs
 
     @property
     def mode(self) -> str:
@@ -214,8 +209,8 @@ class ScoredEvaluator(SubnetEvaluator):
         return "scored"
 
     @property
-    def cost(self) -> float:
-        return 1.0  # the user's score runs the whole model
+    def macs(self) -> None:
+        return None  # the user's score runs the whole model
 
     def _score_local(self, masks: list[dict[int, np.ndarray]]) -> np.ndarray:
         model, out = self.structure.model, []

@@ -653,8 +653,8 @@ class _Run:
         self, s: Structure, g: int, span: list[int], budget: float | None, evaluator
     ) -> dict:
         """How many candidates group g's search may score. With effort "plan" and a target, the
-        total is counted in whole-model evaluations (a candidate of this group costs
-        `evaluator.cost`, its sub-network's share of the model's MACs): the group gets the total
+        total is counted in evaluations of the whole unpruned model (a candidate of this group
+        costs its sub-network's MACs over that model's, `_candidate_cost`): the group gets the total
         still left times its planned share of what is still to remove (the last group all that
         is left), at most pop_size x generations. A group allotted fewer than
         MIN_SEARCH_GENERATIONS generations is not searched: its plan point is applied. Without a
@@ -666,7 +666,7 @@ class _Run:
         before = self._fraction(s, s.units_per_layer)
         need, share = before - c.target, before - budget
         left = max(0.0, c.evaluation_total - self._effort_spent())
-        last, cost = g == len(self.groups) - 1, evaluator.cost
+        last, cost = g == len(self.groups) - 1, self._candidate_cost(evaluator)
         units = left if last else left * share / need if need > 1e-12 else 0.0
         allotted = min(int(units / cost), c.pop_size * c.generations)
         threshold = MIN_SEARCH_GENERATIONS * c.pop_size
@@ -681,6 +681,12 @@ class _Run:
             "total": c.evaluation_total,
             "left": left,
         }
+
+    def _candidate_cost(self, evaluator) -> float:
+        """A candidate's share of one evaluation of the unpruned model: the unit stays fixed
+        while the model shrinks (1.0 where the whole model runs, as with the user's score)."""
+        macs = evaluator.macs
+        return 1.0 if macs is None else min(1.0, macs / self.original["macs"])
 
     def _effort_spent(self) -> float:
         """Whole-model evaluations the earlier groups' searches spent (a group applied without
