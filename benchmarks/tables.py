@@ -238,6 +238,51 @@ def compare_vgg14_w05() -> str:
     return markdown(header + ["search s", "evaluations", "fine-tune s"], rows)
 
 
+@table("search-effort")
+def search_effort() -> str:
+    """docs/results.md: `--effort plan` against `--effort fixed`, seeds side by side
+    (search-effort/cost/<effort>/<target>/runs from benchmarks/effort.sh)."""
+    folder = RESULTS / "search-effort" / "cost"
+    rows = []
+    for target, label in (("params", "16.56% params"), ("macs", "30% MACs")):
+        runs = {e: _seed_runs(folder / e / target / "runs") for e in ("fixed", "plan")}
+        fixed_s = _mean([r["search_seconds"] for r in runs["fixed"]])
+        for effort, rs in runs.items():
+            search = _mean([r["search_seconds"] for r in rs])
+            rows.append(
+                [
+                    label if effort == "fixed" else "",
+                    effort,
+                    ",".join(str(r["seed"]) for r in rs),
+                    f"{search:.0f}" + ("" if effort == "fixed" else f" ({search / fixed_s:.0%})"),
+                    f"{_mean([r['evaluations'] for r in rs]):.0f}",
+                    _mean_range([100 * r["test_accuracy"] for r in rs]),
+                    _mean_range([100 * r["held_out_val_accuracy"] for r in rs]),
+                    count(_mean([r["params"] for r in rs])),
+                    mega(_mean([r["macs"] for r in rs])),
+                ]
+            )
+    header = ["target", "effort", "seeds", "search s", "evaluations", "test % (range)"]
+    return markdown(header + ["held-out % (range)", "params", "MACs"], rows)
+
+
+def _seed_runs(folder: Path) -> list[dict]:
+    runs = [json.loads(p.read_text()) for p in sorted(folder.glob("smoea-seed*.json"))]
+    if not runs:
+        raise TableError(f"missing record: {folder.relative_to(ROOT)}/smoea-seed*.json")
+    return sorted(runs, key=lambda r: r["seed"])
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _mean_range(values: list[float]) -> str:
+    """The mean and, over several seeds, the range (max - min): the seed spread."""
+    spread = f" ({max(values) - min(values):.2f})" if len(values) > 1 else ""
+    return f"{_mean(values):.2f}{spread}"
+
+
 def latency(rel: str) -> dict[str, dict[str, float]]:
     """latency.py's output: {'baseline'|'pruned': {'1'|'64': ms}, 'speedup': {'1'|'64': x}}."""
     text = path_of(rel).read_text()

@@ -300,6 +300,12 @@ def test_fixed_effort_the_default_searches_every_group(trained_tiny):
     assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
 
 
+def test_the_default_evaluation_total_lets_a_tiny_search_run():
+    assert _config(effort="plan").evaluation_total == 16  # 8 x 2 / 2 = 8, raised to 2 gens
+    assert _config(effort="plan", pop_size=24, generations=20).evaluation_total == 240
+    _config(effort="plan").validate()
+
+
 def test_an_evaluation_total_too_small_to_search_is_refused():
     with pytest.raises(Exception, match="too small to search"):
         _config(evaluations=15, effort="plan").validate()  # two generations of 8 are 16

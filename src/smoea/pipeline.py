@@ -50,7 +50,7 @@ from smoea.train import (
 EFFORTS = ("plan", "fixed")
 SCORINGS = ("sliced", "masked")
 # the default --evaluations with --effort plan, as a share of one group searched the fixed way
-# (pop_size x generations), counted in whole-model evaluations
+# (pop_size x generations), counted in evaluations of the whole unpruned model
 EFFORT_SHARE = 0.5
 LATENCY_SLACK = 0.05  # a model measured over the latency target by more than this is refitted
 LATENCY_REFITS = 2  # refits at most, each measured again
@@ -111,10 +111,11 @@ class PruneConfig:
     )
     evaluations: int | None = option(
         None,
-        "the search effort in all with --effort plan, in whole-model evaluations: a candidate "
-        "of a later group runs a smaller sub-network and counts as its share of the model's "
-        "MACs (the plan's curves are counted apart) (default --pop-size x --generations x "
-        f"{EFFORT_SHARE}: 240)",
+        "the search effort in all with --effort plan, in evaluations of the whole unpruned "
+        "model: a candidate of a later group runs a smaller sub-network and counts as its MACs' "
+        "share of the model's (the plan's curves are counted apart) (default --pop-size x "
+        f"--generations x {EFFORT_SHARE}: 240, and never under {MIN_SEARCH_GENERATIONS} "
+        "generations)",
     )
     search_size: int = option(500, "images in the search set, drawn from the validation split")
     calibration_images: int = option(
@@ -189,7 +190,8 @@ class PruneConfig:
         """Whole-model evaluations the groups' searches may spend in all with effort "plan"."""
         if self.evaluations is not None:
             return self.evaluations
-        return int(round(EFFORT_SHARE * self.pop_size * self.generations))
+        share = int(round(EFFORT_SHARE * self.pop_size * self.generations))
+        return max(share, MIN_SEARCH_GENERATIONS * self.pop_size)  # a tiny search still runs
 
     @property
     def target(self) -> float | None:
