@@ -334,8 +334,6 @@ def resnet56_half_macs() -> str:
 def torchvision_zoo() -> str:
     """docs/models.md: every torchvision classifier through prune, save, load and ONNX export
     (torchvision-zoo/<model>.json from benchmarks/torchvision_zoo.py); those not run yet named."""
-    import torchvision
-
     runs = _zoo_runs()
     rows = []
     for name, r in runs.items():
@@ -349,8 +347,7 @@ def torchvision_zoo() -> str:
         else:
             rows.append([name, r["status"], "", "", "", r.get("reason", "")])
     header = ["model", "result", "MAC ratio", "layers / groups", "scoring", "reason"]
-    every = torchvision.models.list_models(module=torchvision.models)
-    missing = [m for m in every if m not in runs]
+    every, missing = _zoo_missing(runs)
     counts = [
         f"{sum(r['status'] == s for r in runs.values())} {s}"
         for s in ("pruned", "refused", "failed")
@@ -380,10 +377,7 @@ def torchvision_supported() -> str:
     ]
     for reason, names in by_reason.items():
         parts.append(f"- **{reason}** ({len(names)}): {', '.join(names)}.")
-    import torchvision
-
-    every = torchvision.models.list_models(module=torchvision.models)
-    missing = [m for m in every if m not in runs]
+    _, missing = _zoo_missing(runs)
     if missing:
         parts.append(f"- Not run yet ({len(missing)}): {', '.join(missing)}.")
     return "\n".join(parts) + "\n"
@@ -394,6 +388,14 @@ def _zoo_runs() -> dict[str, dict]:
     if not folder.is_dir():
         raise TableError("missing record: benchmarks/results/torchvision-zoo/")
     return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def _zoo_missing(runs: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """Every classifier torchvision lists, and those without a record yet."""
+    import torchvision
+
+    every = torchvision.models.list_models(module=torchvision.models)
+    return every, [m for m in every if m not in runs]
 
 
 def _reason_kind(r: dict) -> str:

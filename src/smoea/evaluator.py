@@ -73,12 +73,13 @@ class SubnetEvaluator:
             raise ValueError(f"this sub-network cannot slice: {self.masked_because}")
         self.cache: dict[bytes, float] = {}
         self.evaluations = 0
+        self._macs: int | None = None  # counted once, when the plan effort asks
 
     @property
     def macs(self) -> int | None:
         """One image's MACs through the sub-network at the current widths: what a candidate
         costs, at most (the plan effort counts the search in these, see PruneConfig.effort)."""
-        if getattr(self, "_macs", None) is None:
+        if self._macs is None:
             with torch.inference_mode():
                 self._macs = int(tp.utils.count_ops_and_params(self.suffix, self.features[:1])[0])
         return self._macs
