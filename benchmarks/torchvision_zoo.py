@@ -96,6 +96,7 @@ def _path(name: str, size: int) -> dict:
         "groups": len(report["groups"]),
         "scoring": sorted({g["evaluator"] for g in report["groups"]}),
         "reload_max_abs_diff": reloaded,
+        "reload_max_rel_diff": reloaded / scale,
         "onnx_max_rel_diff": float(np.abs(out - expected).max()) / scale,
     }
 

@@ -292,6 +292,7 @@ def test_every_flag_of_every_command_says_what_it_does_and_its_default():
             assert action.help and len(action.help) > 5, (command, action.option_strings)
             if action.default not in (None, False, argparse.SUPPRESS):
                 assert "default" in action.help, (command, action.option_strings)
+        assert "--help" in p.format_help()  # a stray % in a help text breaks --help
 
 
 ONE_COMMAND = ["--target-params", "0.5", "--pop-size", "6", "--generations", "1"]

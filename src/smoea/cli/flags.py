@@ -48,7 +48,7 @@ def _add(p, name: str, kind, default, meta, shown) -> None:
     flag = "--" + name.replace("_", "-")
     if any(flag in a.option_strings for a in p._actions):
         return
-    help_text = meta.get("help") or ""
+    help_text = (meta.get("help") or "").replace("%", "%%")  # argparse formats help with %
     if kind is bool:
         p.add_argument(flag, action="store_true", help=help_text)
         return
