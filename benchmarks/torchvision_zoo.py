@@ -1,13 +1,15 @@
 """Every torchvision classifier through smoea's whole path at a tiny size: a table of what prunes.
 
 Usage: python benchmarks/torchvision_zoo.py OUT_DIR [--models a,b,...] [--image-size 64]
-           [--timeout 600] [--table]
+           [--timeout 600] [--memory-gb 16] [--table]
 
 For each model of `torchvision.models.list_models(module=torchvision.models)` (random weights,
 3 classes, 24 random images at --image-size px), in its own process with a time limit: one
 SGD step, prune to 60% of the MACs (a tiny search: 4 candidates a group, one level), save,
 load with weights_only, export to ONNX and compare the outputs with the pruned model's.
 Each model's record goes to OUT_DIR/<name>.json (finished models are skipped on a rerun);
+A model's process may address at most --memory-gb (over it, Python raises MemoryError: a
+failed record, not the machine's OOM killer taking the model and whatever else runs).
 `--table` prints the markdown table from the records: pruned (MAC ratio, seconds), refused with
 smoea's one-line reason (exit 2 from the command line), or failed (a traceback: a defect).
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -136,6 +139,7 @@ def main() -> None:
     parser.add_argument("--models", default=None)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument("--memory-gb", type=float, default=16.0)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
@@ -157,17 +161,24 @@ def main() -> None:
     for name in names:
         path = out / f"{name}.json"
         if not path.exists():
-            record = _run_one(out, name, args.image_size, args.timeout)
+            record = _run_one(out, name, args.image_size, args.timeout, args.memory_gb)
             path.write_text(json.dumps(record, indent=1))
             print(f"{name}: {record['status']} {record.get('reason', '')}", flush=True)
 
 
-def _run_one(out: Path, name: str, size: int, timeout: int) -> dict:
-    """One model in its own process (a crash or a hang is recorded, not fatal)."""
+def _run_one(out: Path, name: str, size: int, timeout: int, memory_gb: float) -> dict:
+    """One model in its own process (a crash, a hang or running out of memory is recorded)."""
     cmd = [sys.executable, __file__, str(out), "--one", name, "--image-size", str(size)]
     failed = {"model": name, "status": "failed", "seconds": float(timeout)}
+
+    def limit_memory() -> None:
+        limit = int(memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=limit_memory
+        )
     except subprocess.TimeoutExpired:
         return failed | {"reason": f"over the {timeout} s limit"}
     lines = done.stdout.strip().splitlines()

@@ -206,7 +206,8 @@ CASES = {
         "too small to search",
     ),
     "an evaluation total without the plan rule": (
-        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--evaluations", "500"],
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--evaluations", "500"]
+        + ["--effort", "fixed"],
         "add --effort plan",
     ),
     "unknown effort": (

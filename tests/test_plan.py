@@ -291,13 +291,23 @@ def test_search_effort_follows_the_plan(trained_tiny):
 
 
 @pytest.mark.slow
-def test_fixed_effort_the_default_searches_every_group(trained_tiny):
-    report = _pruned_report(trained_tiny, target_params=0.3)
+def test_fixed_effort_searches_every_group(trained_tiny):
+    report = _pruned_report(trained_tiny, target_params=0.3, effort="fixed")
     assert all(
         g["effort"] == {"rule": "fixed", "searched": True, "evaluations": None}
         for g in report["groups"]
     )
     assert report["params_ratio"] == pytest.approx(0.3, abs=0.02)
+
+
+def test_auto_effort_plans_a_parameter_target_and_searches_a_mac_target_fully():
+    """As measured (benchmarks/results/search-effort): plan as accurate at a parameter target,
+    less accurate at a MAC target; an explicit rule or --evaluations wins."""
+    assert _config(target_params=0.3).effort_rule == "plan"
+    assert _config(target_params=None, target_macs=0.3).effort_rule == "fixed"
+    assert _config(target_params=None, target_macs=0.3, evaluations=64).effort_rule == "plan"
+    assert _config(target_params=0.3, effort="fixed").effort_rule == "fixed"
+    assert _config(target_params=None, target_macs=0.3, effort="plan").effort_rule == "plan"
 
 
 def test_the_default_evaluation_total_lets_a_tiny_search_run():

@@ -131,6 +131,7 @@ def _baseline_row(make_model, splits: Splits, config: PruneConfig, device) -> di
 def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, save_model) -> dict:
     path = out / "runs" / f"{name}-seed{seed}.json" if out is not None else None
     settings = json.loads(json.dumps(cfg.as_dict()))
+    settings["effort"] = cfg.effort_rule  # the rule that runs, "auto" resolved
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
         if not _same_settings(saved.get("config") or {}, settings):

@@ -47,7 +47,7 @@ from smoea.train import (
     what_ran,
 )
 
-EFFORTS = ("plan", "fixed")
+EFFORTS = ("auto", "plan", "fixed")
 SCORINGS = ("sliced", "masked")
 # the default --evaluations with --effort plan, as a share of one group searched the fixed way
 # (pop_size x generations), counted in evaluations of the whole unpruned model
@@ -95,14 +95,18 @@ class PruneConfig:
     )
     pop_size: int = option(24, "candidates per NSGA-II generation")
     generations: int = option(20, "NSGA-II generations per group (with --effort fixed)")
-    # plan was 6x faster at 16.56% of vgg14's parameters but 0.2-0.8 points less accurate on
-    # every run measured so far (benchmarks/results/search-effort), so fixed is the default
+    # measured on vgg14 w0.5, seeds 0-2 (benchmarks/results/search-effort): at 16.56% of the
+    # parameters plan searched in 12% of fixed's seconds, as accurate; at 30% of the MACs in 21%,
+    # but 0.3-0.6 points less accurate on every seed (its cost weighting leaves the expensive
+    # early groups, where MAC cuts are, unsearched). So auto: plan for a parameter target or a
+    # given --evaluations, fixed for a MAC or latency target.
     effort: str = option(
-        "fixed",
+        "auto",
         "how the groups' searches share evaluations: plan (in proportion to what each group "
         "is planned to remove, out of --evaluations; a group allotted fewer than "
         f"{MIN_SEARCH_GENERATIONS} generations is not searched, its plan point is applied) | "
-        "fixed (every group --pop-size x --generations; measured more accurate)",
+        "fixed (every group --pop-size x --generations) | auto (plan for a parameter target "
+        "or with --evaluations, fixed for a MAC or latency target: as measured)",
     )
     scoring: str = option(
         "sliced",
@@ -194,6 +198,13 @@ class PruneConfig:
         return max(share, MIN_SEARCH_GENERATIONS * self.pop_size)  # a tiny search still runs
 
     @property
+    def effort_rule(self) -> str:
+        """The rule that runs: "plan" or "fixed" (auto resolved, see `effort`)."""
+        if self.effort != "auto":
+            return self.effort
+        return "plan" if self.evaluations is not None or self.measure == "params" else "fixed"
+
+    @property
     def target(self) -> float | None:
         return {"latency": self.target_latency, "macs": self.target_macs}.get(
             self.measure, self.target_params
@@ -233,7 +244,8 @@ class PruneConfig:
                 "--evaluations is the total that --effort plan shares among the groups; add "
                 "--effort plan (with --effort fixed each group scores --pop-size x --generations)"
             )
-        if self.effort == "plan" and self.evaluation_total < MIN_SEARCH_GENERATIONS * self.pop_size:
+        too_small = self.evaluation_total < MIN_SEARCH_GENERATIONS * self.pop_size
+        if self.effort_rule == "plan" and too_small:
             raise SmoeaError(
                 f"--evaluations {self.evaluation_total} is too small to search: give at least "
                 f"{MIN_SEARCH_GENERATIONS * self.pop_size} ({MIN_SEARCH_GENERATIONS} generations "
@@ -663,7 +675,7 @@ class _Run:
         target, with effort "fixed" or with `--budget search` (whose search is the plan),
         pop_size x generations."""
         c = self.cfg
-        if c.effort == "fixed" or budget is None or span != self.groups[g]:
+        if c.effort_rule == "fixed" or budget is None or span != self.groups[g]:
             return {"rule": "fixed", "searched": True, "evaluations": None}
         before = self._fraction(s, s.units_per_layer)
         need, share = before - c.target, before - budget
