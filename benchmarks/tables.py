@@ -112,9 +112,9 @@ def line(cells: list[str]) -> str:
 
 @table("readme-defaults")
 def readme_defaults() -> str:
-    """README: the baseline and the defaults at both targets, means over the seeds (the effort
-    the default `auto` picks: plan at the parameter target, fixed at the MAC target;
-    search-effort/cost)."""
+    """README: the baseline and the defaults at both targets, means over the seeds (the plan
+    effort that `auto` picks at both; search-effort/cost and, with MIN_SEARCH_SHARE at the MAC
+    target, search-effort/floor)."""
     base = vgg14_baseline()
     rows = [
         [
@@ -125,9 +125,9 @@ def readme_defaults() -> str:
             mega(base["macs"]),
         ]
     ]
-    folder = RESULTS / "search-effort" / "cost"
-    for effort, measure, target in (("plan", "params", 0.1656), ("fixed", "macs", 0.3)):
-        runs = _seed_runs(folder / effort / measure / "runs")
+    folder = RESULTS / "search-effort"
+    for records, measure, target in (("cost", "params", 0.1656), ("floor", "macs", 0.3)):
+        runs = _seed_runs(folder / records / "plan" / measure / "runs")
         rows.append(
             [
                 f"SMOEA defaults, `--target-{measure} {target}` ({len(runs)} seeds)",
@@ -247,11 +247,15 @@ def compare_vgg14_w05() -> str:
 @table("search-effort")
 def search_effort() -> str:
     """docs/results.md: `--effort plan` against `--effort fixed`, seeds side by side
-    (search-effort/cost/<effort>/<target>/runs from benchmarks/effort.sh)."""
+    (search-effort/cost/<effort>/<target>/runs from benchmarks/effort.sh; at the MAC target the
+    plan with MIN_SEARCH_SHARE from search-effort/floor, the one without it kept beside)."""
     folder = RESULTS / "search-effort" / "cost"
     rows = []
     for target, label in (("params", "16.56% params"), ("macs", "30% MACs")):
         runs = {e: _seed_runs(folder / e / target / "runs") for e in ("fixed", "plan")}
+        if target == "macs":  # the plan without the floor, then with it (the default)
+            runs["plan, no floor"] = runs.pop("plan")
+            runs["plan"] = _seed_runs(folder.parent / "floor" / "plan" / target / "runs")
         fixed_s = _mean([r["search_seconds"] for r in runs["fixed"]])
         for effort, rs in runs.items():
             search = _mean([r["search_seconds"] for r in rs])
