@@ -127,3 +127,25 @@ def test_a_later_structure_reuses_the_owners_and_counts_exactly(name):
     half = np.maximum(1, kept // 2)
     for what in ("params", "macs"):
         assert reused.count(half, what)[0] == fresh.count(half, what)[0]
+
+
+def _raised_inside_torch_pruning(error: Exception) -> Exception:
+    """`error`, raised from a comprehension inside a function of a file Torch-Pruning's."""
+    code = "def build_dependency(e):\n    return [_raise(e) for _ in range(1)]\n"
+    scope = {"_raise": lambda e: (_ for _ in ()).throw(e)}
+    exec(compile(code, "/site-packages/torch_pruning/dependency/graph.py", "exec"), scope)
+    try:
+        scope["build_dependency"](error)
+    except Exception as exc:
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def test_a_tracing_failure_names_torch_prunings_function_in_one_line():
+    from smoea.structure import _trace_failure
+
+    memory = _trace_failure(_raised_inside_torch_pruning(MemoryError()))
+    assert memory == "Torch-Pruning's dependency graph runs out of memory in its build_dependency"
+    other = _trace_failure(_raised_inside_torch_pruning(ValueError("bad\nshape")))
+    assert "build_dependency" in other and "<listcomp>" not in other and "\n" not in other
+    assert other.endswith("(ValueError: bad)")

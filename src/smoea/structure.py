@@ -57,11 +57,14 @@ def _trace_failure(exc: Exception) -> str:
     import traceback
 
     frames = traceback.extract_tb(exc.__traceback__)
-    inner = next((f for f in reversed(frames) if "torch_pruning" in f.filename), None)
+    named = [f for f in frames if "torch_pruning" in f.filename and not f.name.startswith("<")]
+    inner = named[-1] if named else None  # the function, not a comprehension inside it
     reason = (str(exc).strip().splitlines() or [""])[0]
     error = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
     if inner is None:
         return f"analysing its channels failed with {error}"
+    if isinstance(exc, MemoryError):
+        return f"Torch-Pruning's dependency graph runs out of memory in its {inner.name}"
     what = TRACE_STEPS.get(inner.name, f"an operation its {inner.name} cannot follow")
     return f"Torch-Pruning's dependency graph fails on {what} ({error})"
 
