@@ -149,3 +149,23 @@ def test_a_tracing_failure_names_torch_prunings_function_in_one_line():
     other = _trace_failure(_raised_inside_torch_pruning(ValueError("bad\nshape")))
     assert "build_dependency" in other and "<listcomp>" not in other and "\n" not in other
     assert other.endswith("(ValueError: bad)")
+
+
+def test_a_reshape_traced_past_the_bound_is_refused_naming_the_layer(monkeypatch):
+    """Torch-Pruning expands a channel through a flatten onto every position it covers; on
+    some models (swin_v2) that grows until the OOM killer ends the run. Past the bound: one
+    line naming the layer, and Torch-Pruning's mapping is left as it was."""
+    from torch_pruning.dependency.index_mapping import _FlattenIndexMapping
+
+    import smoea.structure as structure
+
+    original = _FlattenIndexMapping.__call__
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 3),
+    )  # fmt: skip
+    Structure(model, torch.zeros(1, 3, 4, 4))  # 8 channels x 16 positions: within the bound
+    monkeypatch.setattr(structure, "MAX_TRACED_POSITIONS", 100)
+    with pytest.raises(SmoeaError, match=r"^cannot prune layer 2: .* 128 positions, over 100"):
+        Structure(model, torch.zeros(1, 3, 4, 4))
+    assert _FlattenIndexMapping.__call__ is original

@@ -69,6 +69,41 @@ def _trace_failure(exc: Exception) -> str:
     return f"Torch-Pruning's dependency graph fails on {what} ({error})"
 
 
+# channel positions one reshape may expand a traced set of channels to: a flatten before a
+# Linear gives a few thousand; swin_v2's window reshapes multiply without bound
+MAX_TRACED_POSITIONS = 1 << 22
+
+
+class _Unbounded(SmoeaError):
+    """Tracing the channels through a reshape would exceed MAX_TRACED_POSITIONS."""
+
+
+@contextmanager
+def _bounded_reshapes():
+    """While active, Torch-Pruning's flatten index mapping refuses to expand past
+    MAX_TRACED_POSITIONS: on some models (torchvision's swin_v2) it otherwise grows the traced
+    index lists until the machine runs out of memory, and the OOM killer ends the run."""
+    from torch_pruning.dependency.index_mapping import _FlattenIndexMapping as mapping
+
+    original = mapping.__call__
+
+    def bounded(self, idxs):
+        positions = len(idxs) * self._stride
+        if not self.reverse and positions > MAX_TRACED_POSITIONS:
+            raise _Unbounded(
+                f"Torch-Pruning's dependency graph expands its channels through a reshape to "
+                f"{positions:,} positions, over {MAX_TRACED_POSITIONS:,} (a reshape it cannot "
+                "follow)"
+            )
+        return original(self, idxs)
+
+    mapping.__call__ = bounded
+    try:
+        yield
+    finally:
+        mapping.__call__ = original
+
+
 def _unmaskable(s: Structure, i: int, module: nn.Module, output: torch.Tensor) -> str:
     """Why layer i cannot be pruned: a module coupled to its channels does not carry them on
     dimension 1 (a concatenation, a channels-last block)."""
@@ -164,7 +199,8 @@ class Structure:
             self.layer_names = self.layer_names or table.layer_names
         self.model.eval()
         try:
-            self._analyse()
+            with _bounded_reshapes():
+                self._analyse()
         except SmoeaError:
             raise
         except Exception as exc:  # an operation the dependency graph or the counts cannot follow
@@ -267,9 +303,12 @@ def _find_layers(model: nn.Module, graph: tp.DependencyGraph) -> list[Layer]:
             continue
         if module.groups > 1:  # depthwise convs follow the group of the conv before them
             continue
-        group = graph.get_pruning_group(
-            module, tp.prune_conv_out_channels, list(range(module.out_channels))
-        )
+        try:
+            group = graph.get_pruning_group(
+                module, tp.prune_conv_out_channels, list(range(module.out_channels))
+            )
+        except _Unbounded as exc:
+            raise SmoeaError(f"cannot prune layer {names[module]}: {exc}") from None
         outs = [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)]
         claimed.update(m for m in outs if isinstance(m, nn.Module))
         if any(_is_output_layer(model, m) for m in outs):
