@@ -362,7 +362,7 @@ def torchvision_zoo() -> str:
         f"{sum(r['status'] == s for r in runs.values())} {s}"
         for s in ("pruned", "refused", "failed")
     ]
-    summary = f"{', '.join(counts)} of {len(runs)} run; {len(missing)} of {len(every)} not run yet"
+    summary = f"{', '.join(counts)} of {len(runs)}; {len(missing)} of {len(every)} without a record"
     return (
         markdown(header, rows)
         + "\n"
@@ -389,7 +389,8 @@ def torchvision_supported() -> str:
         parts.append(f"- **{reason}** ({len(names)}): {', '.join(names)}.")
     _, missing = _zoo_missing(runs)
     if missing:
-        parts.append(f"- Not run yet ({len(missing)}): {', '.join(missing)}.")
+        why = f"No record yet ({len(missing)}, docs/models.md says why)"
+        parts.append(f"- {why}: {', '.join(missing)}.")
     return "\n".join(parts) + "\n"
 
 
@@ -417,7 +418,9 @@ def _reason_kind(r: dict) -> str:
         ("LayerNorm", "Refused: channels-last LayerNorm"),
         ("concatenat", "Refused: BatchNorm over a concatenation"),
         ("channel shuffle", "Refused: channel shuffle (Torch-Pruning's graph fails)"),
-        ("cannot run on", "Refused at 64 px: the image is too small for the model"),
+        ("update_concat_index_mapping", "Refused: Torch-Pruning's graph fails on a concatenation"),
+        ("through a reshape", "Refused: Torch-Pruning's graph expands a reshape without bound"),
+        ("cannot run on", "Refused at 64 px: the model does not take this image size"),
     ):
         if key in reason:
             return kind
