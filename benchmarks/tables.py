@@ -110,6 +110,20 @@ def line(cells: list[str]) -> str:
 # ---- the tables -------------------------------------------------------------------------------
 
 
+# the records of the default prune at each target (the effort `auto` picks: the plan, with the
+# floor at the MAC target), under search-effort/
+DEFAULT_RUNS = {("params", 0.1656): "cost/plan/params/runs", ("macs", 0.3): "floor/plan/macs/runs"}
+# the search-effort table's rows per target: (effort label, records under search-effort/)
+EFFORT_RUNS = {
+    "16.56% params": [("fixed", "cost/fixed/params"), ("plan", "cost/plan/params")],
+    "30% MACs": [
+        ("fixed", "cost/fixed/macs"),
+        ("plan, no floor", "cost/plan/macs"),
+        ("plan", "floor/plan/macs"),
+    ],
+}
+
+
 @table("readme-defaults")
 def readme_defaults() -> str:
     """README: the baseline and the defaults at both targets, means over the seeds (the plan
@@ -125,20 +139,14 @@ def readme_defaults() -> str:
             mega(base["macs"]),
         ]
     ]
-    folder = RESULTS / "search-effort"
-    for records, measure, target in (("cost", "params", 0.1656), ("floor", "macs", 0.3)):
-        runs = _seed_runs(folder / records / "plan" / measure / "runs")
+    for (measure, target), folder in DEFAULT_RUNS.items():
+        runs = _seed_runs(RESULTS / "search-effort" / folder)
         rows.append(
             [
                 f"SMOEA defaults, `--target-{measure} {target}` ({len(runs)} seeds)",
-                pct(_mean([r["test_accuracy"] for r in runs])),
-                pct(_mean([r["held_out_val_accuracy"] for r in runs])),
-                *sizes(
-                    _mean([r["params"] for r in runs]),
-                    _mean([r["macs"] for r in runs]),
-                    base,
-                    measure,
-                ),
+                pct(_seed_mean(runs, "test_accuracy")),
+                pct(_seed_mean(runs, "held_out_val_accuracy")),
+                *sizes(_seed_mean(runs, "params"), _seed_mean(runs, "macs"), base, measure),
             ]
         )
     return markdown(["", "test accuracy", "held-out val.", "parameters", "MACs"], rows)
@@ -249,27 +257,23 @@ def search_effort() -> str:
     """docs/results.md: `--effort plan` against `--effort fixed`, seeds side by side
     (search-effort/cost/<effort>/<target>/runs from benchmarks/effort.sh; at the MAC target the
     plan with MIN_SEARCH_SHARE from search-effort/floor, the one without it kept beside)."""
-    folder = RESULTS / "search-effort" / "cost"
     rows = []
-    for target, label in (("params", "16.56% params"), ("macs", "30% MACs")):
-        runs = {e: _seed_runs(folder / e / target / "runs") for e in ("fixed", "plan")}
-        if target == "macs":  # the plan without the floor, then with it (the default)
-            runs["plan, no floor"] = runs.pop("plan")
-            runs["plan"] = _seed_runs(folder.parent / "floor" / "plan" / target / "runs")
-        fixed_s = _mean([r["search_seconds"] for r in runs["fixed"]])
+    for label, efforts in EFFORT_RUNS.items():
+        runs = {e: _seed_runs(RESULTS / "search-effort" / f / "runs") for e, f in efforts}
+        fixed_s = _seed_mean(runs["fixed"], "search_seconds")
         for effort, rs in runs.items():
-            search = _mean([r["search_seconds"] for r in rs])
+            search = _seed_mean(rs, "search_seconds")
             rows.append(
                 [
                     label if effort == "fixed" else "",
                     effort,
                     ",".join(str(r["seed"]) for r in rs),
                     f"{search:.0f}" + ("" if effort == "fixed" else f" ({search / fixed_s:.0%})"),
-                    f"{_mean([r['evaluations'] for r in rs]):.0f}",
+                    f"{_seed_mean(rs, 'evaluations'):.0f}",
                     _mean_range([100 * r["test_accuracy"] for r in rs]),
                     _mean_range([100 * r["held_out_val_accuracy"] for r in rs]),
-                    count(_mean([r["params"] for r in rs])),
-                    mega(_mean([r["macs"] for r in rs])),
+                    count(_seed_mean(rs, "params")),
+                    mega(_seed_mean(rs, "macs")),
                 ]
             )
     header = ["target", "effort", "seeds", "search s", "evaluations", "test % (range)"]
@@ -285,6 +289,10 @@ def _seed_runs(folder: Path) -> list[dict]:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def _seed_mean(runs: list[dict], key: str) -> float:
+    return _mean([r[key] for r in runs])
 
 
 def _mean_range(values: list[float]) -> str:

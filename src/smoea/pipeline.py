@@ -686,10 +686,11 @@ class _Run:
         need, share = before - c.target, before - budget
         left = max(0.0, c.evaluation_total - self._effort_spent())
         last, cost = g == len(self.groups) - 1, self._candidate_cost(evaluator)
-        units = left if last else left * share / need if need > 1e-12 else 0.0
+        planned = share / need if need > 1e-12 else 0.0  # of what is still to remove
+        units = left if last else left * planned
         allotted = min(int(units / cost), c.pop_size * c.generations)
         threshold = MIN_SEARCH_GENERATIONS * c.pop_size
-        if need > 1e-12 and share / need >= MIN_SEARCH_SHARE and allotted < threshold:
+        if planned >= MIN_SEARCH_SHARE and allotted < threshold:
             allotted = min(threshold, int(left / cost))  # a large cut is searched, from the total
         return {
             "rule": "plan",
