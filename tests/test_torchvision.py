@@ -89,15 +89,31 @@ def test_auxiliary_heads_are_left_out_and_too_small_images_are_refused_in_one_li
 ZOO = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "torchvision-zoo"
 
 
+# too large for this 2-core, 24 GB machine (docs/models.md): over 1,800 s, over 16 GB
+NOT_RUN_HERE = {"efficientnet_v2_l", "regnet_y_128gf"}
+
+
+def _onnx_agrees(r: dict) -> bool:
+    """ONNX within 1e-3 of the largest logit of PyTorch's float32 output, or (ill-conditioned
+    random-weight logits, where float32 rounding alone differs more) no further from the float64
+    output than PyTorch's own float32 output is, with a factor 2 for a different kernel's order."""
+    if r["onnx_max_rel_diff"] < 1e-3:
+        return True
+    return "onnx_from_exact_rel" in r and (
+        r["onnx_from_exact_rel"] <= 2 * r["torch_from_exact_rel"] + 1e-3
+    )
+
+
 def test_every_torchvision_classifier_run_so_far_pruned_or_was_refused():
     """The committed run of benchmarks/torchvision_zoo.py (a classifier torchvision lists, each
-    record): pruned (reloads, ONNX agrees) or refused in one line, never failed. Not every
-    classifier has its record yet: docs/models.md names those not run."""
+    record): pruned (reloads, ONNX agrees) or refused in one line, never failed; every one has
+    a record but the two docs/models.md names as too large to run on this machine."""
     import torchvision
 
     records = {p.stem: json.loads(p.read_text()) for p in ZOO.glob("*.json")}
     every = set(torchvision.models.list_models(module=torchvision.models))
-    assert len(records) >= 40 and set(records) <= every
+    assert set(records) <= every
+    assert every - set(records) <= NOT_RUN_HERE, sorted(every - set(records) - NOT_RUN_HERE)
     for name, r in records.items():
         assert r["status"] in ("pruned", "refused"), f"{name}: {r.get('reason')}"
         if r["status"] == "refused":
@@ -109,5 +125,5 @@ def test_every_torchvision_classifier_run_so_far_pruned_or_was_refused():
                 assert r["reload_max_rel_diff"] < 1e-3, name
             else:
                 assert r["reload_max_abs_diff"] < 1.0, name
-            assert r["onnx_max_rel_diff"] < 1e-3, name
+            assert _onnx_agrees(r), name
             assert 0.5 < r["macs_ratio"] <= 0.6 + 1e-9, name
