@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Issue "Beyond one VGG": trained resnet20 and mobilenetv2 (width 0.5) baselines on CIFAR-10, the
+# defaults checked on them, and the expert comparison, with the vgg14 scripts and table generators.
+#
+# Usage:
+#   bash benchmarks/beyond_vgg.sh train ARCH [EPOCHS]          ARCH: resnet20 | mobilenetv2
+#       trains into runs/beyond-vgg/base-ARCH (resumes an interrupted run, or one whose
+#       train_state.pt was committed in benchmarks/results/beyond-vgg/baselines/ARCH/unfinished/);
+#       copy model.pt and train.json to benchmarks/results/beyond-vgg/baselines/ARCH/ to commit
+#   bash benchmarks/beyond_vgg.sh defaults ARCH TARGET SEEDS "VARIANTS"
+#       TARGET: macs:R | params:R; VARIANTS from: default per-group level bits
+#       default: counts genome, `fronts`, 9 final epochs; per-group: 1 epoch after each group
+#       but the last and the rest of the 9 at the end; level: `--budget level`; bits:
+#       `--genome bits`. Runs go to runs/beyond-vgg/ARCH/defaults/VARIANT/<target>/runs.
+#   bash benchmarks/beyond_vgg.sh compare ARCH TARGET SEEDS METHODS
+#       the expert comparison (benchmarks/expert_compare.sh: 1 epoch after each group, 1 at the
+#       end, the same for every method) into runs/beyond-vgg/ARCH/compare/<target>/runs.
+# Tables: python benchmarks/expert_table.py DIR/runs PARAMS MACS. Finished runs are reused
+# (compare --resume). Run nothing else meanwhile: search and fine-tune seconds are timed.
+set -euo pipefail
+here=$(dirname "$0")
+what=${1:?train, defaults or compare}
+arch=${2:?resnet20 or mobilenetv2}
+case $arch in
+  resnet20) width=1.0; groups=3 ;;
+  mobilenetv2) width=0.5; groups=4 ;;
+  *) echo "ARCH must be resnet20 or mobilenetv2" >&2; exit 2 ;;
+esac
+runs=runs/beyond-vgg
+export SMOEA_BASELINE=$here/results/beyond-vgg/baselines/$arch/model.pt
+
+case $what in
+  train)
+    out=$runs/base-$arch
+    # an unfinished training committed by an earlier session (runs/ does not survive a new
+    # machine; the small state does, in git): continue from it
+    carried=$here/results/beyond-vgg/baselines/$arch/unfinished/train_state.pt
+    if [[ ! -f $out/train_state.pt && -f $carried ]]; then
+      mkdir -p "$out" && cp "$carried" "$out/"
+    fi
+    resume=()
+    [[ -f $out/train_state.pt ]] && resume=(--resume)
+    smoea train --model "$arch" --width "$width" --dataset cifar10 \
+      --data ../shared/data/cifar10-jpeg.tar.gz --epochs "${3:-30}" --seed 0 --out "$out" \
+      "${resume[@]}" ;;
+  defaults)
+    target=${3:?TARGET} seeds=${4:?SEEDS}
+    for variant in ${5:?VARIANTS}; do
+      flags=(--genome counts --budget fronts --finetune-epochs 0 --final-epochs 9)
+      case $variant in
+        default) ;;
+        per-group) flags=(--genome counts --budget fronts --finetune-epochs 1
+                          --final-epochs $((9 - groups + 1))) ;;
+        level) flags+=(--budget level) ;;
+        bits) flags+=(--genome bits) ;;
+        *) echo "unknown variant $variant" >&2; exit 2 ;;
+      esac
+      bash "$here/expert_compare.sh" "$runs/$arch/defaults/$variant" "$target" "$seeds" smoea \
+        "${flags[@]}"
+    done ;;
+  compare)
+    bash "$here/expert_compare.sh" "$runs/$arch/compare" "${3:?TARGET}" "${4:?SEEDS}" \
+      "${5:?METHODS}" --genome counts --budget fronts ;;
+  *) echo "first argument: train, defaults or compare" >&2; exit 2 ;;
+esac
