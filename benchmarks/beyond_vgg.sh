@@ -22,11 +22,18 @@ here=$(dirname "$0")
 what=${1:?train, defaults or compare}
 arch=${2:?resnet20 or mobilenetv2}
 case $arch in
-  resnet20) width=1.0; groups=3 ;;
-  mobilenetv2) width=0.5; groups=4 ;;
+  resnet20) width=1.0 ;;
+  mobilenetv2) width=0.5 ;;
   *) echo "ARCH must be resnet20 or mobilenetv2" >&2; exit 2 ;;
 esac
 runs=runs/beyond-vgg
+
+default_groups() {  # how many groups a prune of ARCH makes by default (one per stage)
+  python -c "import torch; from smoea.models import build_model, make_arch
+from smoea.structure import Structure, plan_groups
+m = build_model(make_arch('$arch', $width, 10, 3, 32))
+print(len(plan_groups(Structure(m, torch.randn(1, 3, 32, 32)), None)))"
+}
 export SMOEA_BASELINE=$here/results/beyond-vgg/baselines/$arch/model.pt
 
 case $what in
@@ -49,7 +56,8 @@ case $what in
       flags=(--genome counts --budget fronts --finetune-epochs 0 --final-epochs 9)
       case $variant in
         default) ;;
-        per-group) flags=(--genome counts --budget fronts --finetune-epochs 1
+        per-group) groups=$(default_groups)
+                   flags=(--genome counts --budget fronts --finetune-epochs 1
                           --final-epochs $((9 - groups + 1))) ;;
         level) flags+=(--budget level) ;;
         bits) flags+=(--genome bits) ;;
