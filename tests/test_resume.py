@@ -115,3 +115,29 @@ def test_train_resume_continues_to_the_same_weights(tmp_path, image_archive, mon
     assert all(torch.equal(a[k], b[k]) for k in a)
     history = json.loads((tmp_path / "b" / "train.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_an_error_after_a_stop_request_reports_the_interruption(monkeypatch, capsys):
+    """A torchrun peer sees "connection closed" once the other rank stops: still an interruption."""
+    import importlib
+
+    from smoea import interrupt
+    from smoea.cli import commands
+
+    entry = importlib.import_module("smoea.cli.main")  # the module, not the function
+
+    def peer_gone(args):
+        interrupt.request_stop()  # the handler ran, its KeyboardInterrupt lost in a finaliser
+        raise RuntimeError("Connection closed by peer")
+
+    monkeypatch.setitem(entry.COMMANDS, "evaluate", peer_gone)
+    assert entry.main(["evaluate", "--checkpoint", "x.pt", "--data", "y"]) == 130
+    assert "smoea: interrupted" in capsys.readouterr().err
+
+    def plain_bug(args):
+        raise RuntimeError("a real bug")
+
+    monkeypatch.setitem(entry.COMMANDS, "evaluate", plain_bug)
+    with pytest.raises(RuntimeError, match="a real bug"):
+        entry.main(["evaluate", "--checkpoint", "x.pt", "--data", "y"])
+    assert commands.resume_hint[0] == ""

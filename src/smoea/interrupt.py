@@ -18,6 +18,10 @@ def reset() -> None:
     _requested[0] = False
 
 
+def requested() -> bool:
+    return _requested[0]
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if a stop was requested and not acted on yet."""
     if _requested[0]:

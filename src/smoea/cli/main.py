@@ -26,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     grouped = distributed.init()
     try:
-        args = parse_args(argv)
-        COMMANDS[args.command](args)
+        _run(argv)
         return 0
     except SmoeaError as exc:
         message = " ".join(str(exc).split())  # always one line
@@ -42,6 +41,22 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
         if grouped:
             distributed.close()
+
+
+def _run(argv: list[str] | None) -> None:
+    """Run the command; an error after a stop request is the interruption's doing.
+
+    Under torchrun a rank that stopped leaves its peers' collectives failing ("connection
+    closed by peer"); a peer whose own KeyboardInterrupt Python dropped inside a finaliser
+    then sees only that error, and must still report the interruption, not a traceback.
+    """
+    try:
+        args = parse_args(argv)
+        COMMANDS[args.command](args)
+    except Exception:
+        if interrupt.requested():  # a pending handler may raise KeyboardInterrupt here: same end
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _raise_interrupt(signum, frame):
