@@ -24,5 +24,5 @@ def requested() -> bool:
 
 def check() -> None:
     """Raise KeyboardInterrupt if a stop was requested and not acted on yet."""
-    if _requested[0]:
+    if requested():
         raise KeyboardInterrupt
