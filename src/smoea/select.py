@@ -8,7 +8,6 @@ import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from smoea.errors import SmoeaError
-from smoea.search import set_count
 
 RULES = ("target", "tolerance", "knee")
 
@@ -72,11 +71,12 @@ def fit_to_budget(x, genome, count, upper: float, lower: float, order: list[np.n
     """
     x = np.array(x, dtype=bool)
     rank = _ranks(genome, order)
-    while count(x) > upper:
-        j = _best_move(x, genome, rank, down=True)
-        if j is None:
+    if count(x) > upper:
+        moves = _Moves(x, genome, order, rank, down=True)
+        t = _first(lambda t: count(moves.state(t)) <= upper, 0, moves.n)
+        if t is None:
             raise SmoeaError("the target cannot be reached with the per-layer minimum")
-        _move(x, genome, order, j, down=True)
+        x = moves.state(t)
     _restore(x, genome, count, upper, lower, order, rank)
     if count(x) < lower and genome.round_to > 1:
         _restore_single_units(x, genome, count, upper, lower, order, rank)
@@ -103,17 +103,97 @@ def _strongest_dropped(x, genome, rank, j: int) -> float:
 
 
 def _restore(x, genome, count, upper, lower, order, rank, skip=frozenset()) -> None:
-    """Add back the strongest dropped units, one allowed step at a time, while they fit."""
-    blocked: set[int] = set(skip)
-    while count(x) < lower:
-        j = _best_move(x, genome, rank, down=False, skip=blocked)
-        if j is None:
+    """Add back the strongest dropped units, one allowed step at a time, while they fit.
+
+    The steps go in the order the one-step greedy takes them (the layer whose strongest dropped
+    unit ranks first, the lower layer on a tie); a step that overshoots `upper` blocks its layer.
+    Counts only grow along that order, so the stop is found by bisection, not step by step:
+    the widest layers have thousands of single-unit steps (efficientnet_v2_l, regnet_y_128gf).
+    """
+    if count(x) >= lower:
+        return
+    moves = _Moves(x, genome, order, rank, down=False, skip=skip)
+    start = 0
+    while True:
+        t = _first(lambda t: count(moves.state(t)) >= lower, start, moves.n)
+        if t is None:
+            x[:] = moves.state(moves.n - 1)
             return
-        before = x.copy()
-        _move(x, genome, order, j, down=False)
-        if count(x) > upper:
-            x[:] = before
-            blocked.add(j)  # every unit of a layer costs the same: none of them fits
+        if count(moves.state(t)) <= upper:
+            x[:] = moves.state(t)
+            return
+        moves.block(t)  # this step overshoots: its layer keeps what it had before it
+        start = t + 1
+
+
+def _first(ok, start: int, stop: int) -> int | None:
+    """The first t in [start, stop) with ok(t), for ok false then true; None if none."""
+    if start >= stop or not ok(stop - 1):
+        return None
+    lo, hi = start, stop - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+class _Moves:
+    """Every allowed step of every layer, in the order the one-step greedy would take them.
+
+    A step restores a layer's strongest dropped units (or, down, drops its weakest kept) up to
+    its next allowed count. A layer's steps score ever lower, so the greedy's order is all steps
+    sorted by score, the lower layer first on a tie. `state(t)` is x after steps 0..t.
+    """
+
+    def __init__(self, x, genome, order, rank, down: bool, skip=frozenset()):
+        self.x, self.down, self.offsets = x.copy(), down, genome.offsets
+        self.go, self.counts = {}, {}
+        score, layer = [], []
+        for j in range(len(genome.units)):
+            if j in skip:
+                continue
+            steps, units, first = self._layer_steps(x, genome, order[j], j)
+            if len(steps):
+                self.go[j], self.counts[j] = units, steps
+                score.append(rank[self.offsets[j] + units[first]] * (1 if down else -1))
+                layer.append(np.full(len(steps), j))
+        score = np.concatenate(score) if score else np.zeros(0)
+        layer = np.concatenate(layer) if layer else np.zeros(0, dtype=int)
+        self.layer = layer[np.lexsort((layer, -score))]  # stable: a layer's steps stay in order
+        self.n = len(self.layer)
+        self.position = {j: np.flatnonzero(self.layer == j) for j in self.go}
+        self.limit = {j: len(self.counts[j]) for j in self.go}
+
+    def _layer_steps(self, x, genome, layer_order, j):
+        """Layer j's counts after each step, the units in the order they change, and the index
+        into those units of the first unit each step changes (whose rank is the step's score)."""
+        o = self.offsets
+        keep = x[o[j] : o[j + 1]]
+        now = int(keep.sum())
+        allowed = genome.allowed(j)
+        if self.down:
+            steps, units = allowed[allowed < now][::-1], layer_order[::-1][keep[layer_order[::-1]]]
+        else:
+            steps, units = allowed[allowed > now], layer_order[~keep[layer_order]]
+        before = np.concatenate([[now], steps[:-1]]).astype(int)
+        return steps, units, np.abs(before - now)
+
+    def block(self, t: int) -> None:
+        """Step t and every later step of its layer are not taken."""
+        j = int(self.layer[t])
+        self.limit[j] = min(self.limit[j], int(np.searchsorted(self.position[j], t)))
+
+    def state(self, t: int) -> np.ndarray:
+        x, o = self.x.copy(), self.offsets
+        for j, units in self.go.items():
+            taken = min(self.limit[j], int(np.searchsorted(self.position[j], t, side="right")))
+            if taken:
+                changed = abs(int(self.counts[j][taken - 1]) - int(self.x[o[j] : o[j + 1]].sum()))
+                x[o[j] + units[:changed]] = not self.down
+        return x
 
 
 def _ranks(genome, order: list[np.ndarray]) -> np.ndarray:
@@ -123,31 +203,3 @@ def _ranks(genome, order: list[np.ndarray]) -> np.ndarray:
     for j, ordr in enumerate(order):
         rank[o[j] + ordr] = np.arange(len(ordr)) / max(1, len(ordr))
     return rank
-
-
-def _best_move(x, genome, rank, down: bool, skip=frozenset()) -> int | None:
-    """The layer whose weakest kept (down) or strongest dropped (up) unit ranks first."""
-    o, best, best_score = genome.offsets, None, None
-    for j in range(len(genome.units)):
-        if j in skip or _next_count(x, genome, j, down) is None:
-            continue
-        r, keep = rank[o[j] : o[j + 1]], x[o[j] : o[j + 1]]
-        score = r[keep].max() if down else -r[~keep].min()
-        if best_score is None or score > best_score:
-            best, best_score = j, score
-    return best
-
-
-def _next_count(x, genome, j: int, down: bool) -> int | None:
-    o = genome.offsets
-    count = int(x[o[j] : o[j + 1]].sum())
-    allowed = genome.allowed(j)
-    options = allowed[allowed < count] if down else allowed[allowed > count]
-    if not len(options):
-        return None
-    return int(options[-1] if down else options[0])
-
-
-def _move(x, genome, order, j: int, down: bool) -> None:
-    o = genome.offsets
-    set_count(x[o[j] : o[j + 1]], _next_count(x, genome, j, down), order[j])
