@@ -91,6 +91,7 @@ def _path(name: str, size: int) -> dict:
         target = export(loaded, (3, size, size), "onnx", Path(tmp) / "model.onnx")
         session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
         (out,) = session.run(None, {session.get_inputs()[0].name: probe.numpy()})
+    same_state = _same_state(pruned, loaded)
     exact, reloaded = _float64_outputs(pruned, loaded, probe)
     scale = max(1.0, float(np.abs(expected).max()))
     return {
@@ -100,6 +101,7 @@ def _path(name: str, size: int) -> dict:
         "groups": len(report["groups"]),
         "scoring": sorted({g["evaluator"] for g in report["groups"]}),
         "reload_dtype": "float64",
+        "reload_state_equal": same_state,
         "reload_max_rel_diff": float(np.abs(reloaded - exact).max()) / scale,
         "onnx_max_rel_diff": float(np.abs(out - expected).max()) / scale,
         "onnx_from_exact_rel": float(np.abs(out - exact).max()) / scale,
@@ -108,17 +110,25 @@ def _path(name: str, size: int) -> dict:
 
 
 def _float64_outputs(pruned, loaded, probe):
-    """Pruned and reloaded outputs in float64, the models converted in place (after export).
+    """Pruned and reloaded outputs in float64, the models converted in place (after export),
+    both contiguous: a memory format is not in the file but changes the kernels' float order.
 
     Random-weight logits can be ill-conditioned (efficientnet_b7's reach 1e8): float32 then
     differs by rounding alone, even between two memory formats of one model, which says
     nothing about the file. In float64 a saved model that loads right gives the same numbers.
     """
+    contiguous = torch.contiguous_format
     with torch.no_grad():
-        exact = pruned.double()(probe.double()).numpy()
+        exact = pruned.to(memory_format=contiguous).double()(probe.double()).numpy()
         pruned.float()  # one model in float64 at a time (regnet_y_128gf's are 2.6 GB in float32)
-        reloaded = loaded.eval().double()(probe.double()).numpy()
+        reloaded = loaded.eval().to(memory_format=contiguous).double()(probe.double()).numpy()
     return exact, reloaded
+
+
+def _same_state(pruned, loaded) -> bool:
+    """The reloaded model holds every tensor of the pruned one, bit for bit."""
+    a, b = pruned.state_dict(), loaded.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _one_step(model, x, y) -> None:
