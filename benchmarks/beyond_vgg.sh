@@ -14,7 +14,9 @@
 #       `--genome bits`. Runs go to runs/beyond-vgg/ARCH/defaults/VARIANT/<target>/runs.
 #   bash benchmarks/beyond_vgg.sh compare ARCH TARGET SEEDS METHODS
 #       the expert comparison (benchmarks/expert_compare.sh: 1 epoch after each group, 1 at the
-#       end, the same for every method) into runs/beyond-vgg/ARCH/compare/<target>/runs.
+#       end, the same for every method) into runs/beyond-vgg/ARCH/compare/<target>/runs;
+#       finished runs committed in benchmarks/results/beyond-vgg/ARCH/compare/<target>/runs
+#       are copied there first and reused.
 # Tables: python benchmarks/expert_table.py DIR/runs PARAMS MACS. Finished runs are reused
 # (compare --resume). Run nothing else meanwhile: search and fine-tune seconds are timed.
 set -euo pipefail
@@ -67,7 +69,14 @@ case $what in
         "${flags[@]}"
     done ;;
   compare)
-    bash "$here/expert_compare.sh" "$runs/$arch/compare" "${3:?TARGET}" "${4:?SEEDS}" \
+    target=${3:?TARGET}
+    # finished runs committed by an earlier session (runs/ does not survive a new machine)
+    carried=$here/results/beyond-vgg/$arch/compare/${target/:/-}
+    out=$runs/$arch/compare/${target/:/-}
+    if [[ ! -d $out/runs && -d $carried/runs ]]; then
+      mkdir -p "$out" && cp -r "$carried/runs" "$out/"
+    fi
+    bash "$here/expert_compare.sh" "$runs/$arch/compare" "$target" "${4:?SEEDS}" \
       "${5:?METHODS}" --genome counts --budget fronts ;;
   *) echo "first argument: train, defaults or compare" >&2; exit 2 ;;
 esac
