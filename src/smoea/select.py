@@ -150,26 +150,27 @@ class _Moves:
 
     def __init__(self, x, genome, order, rank, down: bool, skip=frozenset()):
         self.x, self.down, self.offsets = x.copy(), down, genome.offsets
-        self.go, self.counts = {}, {}
+        self.go, self.changed = {}, {}  # per layer: units in order, how many each step changed
         score, layer = [], []
         for j in range(len(genome.units)):
             if j in skip:
                 continue
-            steps, units, first = self._layer_steps(x, genome, order[j], j)
-            if len(steps):
-                self.go[j], self.counts[j] = units, steps
+            changed, units, first = self._layer_steps(x, genome, order[j], j)
+            if len(changed):
+                self.go[j], self.changed[j] = units, changed
                 score.append(rank[self.offsets[j] + units[first]] * (1 if down else -1))
-                layer.append(np.full(len(steps), j))
+                layer.append(np.full(len(changed), j))
         score = np.concatenate(score) if score else np.zeros(0)
         layer = np.concatenate(layer) if layer else np.zeros(0, dtype=int)
         self.layer = layer[np.lexsort((layer, -score))]  # stable: a layer's steps stay in order
         self.n = len(self.layer)
         self.position = {j: np.flatnonzero(self.layer == j) for j in self.go}
-        self.limit = {j: len(self.counts[j]) for j in self.go}
+        self.limit = {j: len(self.changed[j]) for j in self.go}
 
     def _layer_steps(self, x, genome, layer_order, j):
-        """Layer j's counts after each step, the units in the order they change, and the index
-        into those units of the first unit each step changes (whose rank is the step's score)."""
+        """How many of layer j's units have changed after each step, the units in the order
+        they change, and how many had changed before each step (the next one's rank is the
+        step's score)."""
         o = self.offsets
         keep = x[o[j] : o[j + 1]]
         now = int(keep.sum())
@@ -178,8 +179,8 @@ class _Moves:
             steps, units = allowed[allowed < now][::-1], layer_order[::-1][keep[layer_order[::-1]]]
         else:
             steps, units = allowed[allowed > now], layer_order[~keep[layer_order]]
-        before = np.concatenate([[now], steps[:-1]]).astype(int)
-        return steps, units, np.abs(before - now)
+        changed = np.abs(steps - now)
+        return changed, units, np.concatenate([[0], changed[:-1]]).astype(int)
 
     def block(self, t: int) -> None:
         """Step t and every later step of its layer are not taken."""
@@ -191,8 +192,7 @@ class _Moves:
         for j, units in self.go.items():
             taken = min(self.limit[j], int(np.searchsorted(self.position[j], t, side="right")))
             if taken:
-                changed = abs(int(self.counts[j][taken - 1]) - int(self.x[o[j] : o[j + 1]].sum()))
-                x[o[j] + units[:changed]] = not self.down
+                x[o[j] + units[: self.changed[j][taken - 1]]] = not self.down
         return x
 
 
