@@ -3,7 +3,8 @@
 `smoea compare` writes compare.md for the methods of its last invocation only; the expert
 comparison was run in several invocations into one folder (`--resume` reuses finished runs), so
 this reads every runs/<method>-seed<k>.json and prints test % / held-out validation % per seed,
-the means, the spread over seeds and the ratios of the baseline's MACs and parameters.
+the means, the spread over seeds, the ratios of the baseline's MACs and parameters, and the mean
+search and fine-tune seconds (wall time on the machine the runs name in their README).
 
 Usage: python benchmarks/expert_table.py RUNS_DIR [BASELINE_PARAMS BASELINE_MACS]
   (defaults: the shared vgg14 w0.5 baseline's 3,684,842 parameters and 79,221,514 MACs)
@@ -47,6 +48,8 @@ def rows(table: dict[str, dict[int, dict]], params: float, macs: float) -> list[
                 "held_out_std": float(held.std(ddof=1)) if len(held) > 1 else None,
                 "macs_ratio": float(np.mean([r["macs"] for r in runs.values()]) / macs),
                 "params_ratio": float(np.mean([r["params"] for r in runs.values()]) / params),
+                "search_seconds": float(np.mean([r["search_seconds"] for r in runs.values()])),
+                "finetune_seconds": float(np.mean([r["finetune_seconds"] for r in runs.values()])),
             }
         )
     return sorted(out, key=lambda r: -r["held_out_mean"])
@@ -56,8 +59,9 @@ def markdown(rows: list[dict]) -> str:
     seeds = sorted({s for r in rows for s in r["seeds"]})
     head = " | ".join(f"seed {s}" for s in seeds)
     lines = [
-        f"| method | {head} | mean test (std) | mean held-out (std) | MACs ratio | params ratio |",
-        "|---|" + "---|" * (len(seeds) + 4),
+        f"| method | {head} | mean test (std) | mean held-out (std) | MACs ratio | params ratio "
+        "| search s | fine-tune s |",
+        "|---|" + "---|" * (len(seeds) + 6),
     ]
     for r in rows:
         cells = []
@@ -67,9 +71,14 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['method']} | {' | '.join(cells)} | {_mean(r['test_mean'], r['test_std'])} | "
             f"{_mean(r['held_out_mean'], r['held_out_std'])} | {r['macs_ratio']:.3f} | "
-            f"{r['params_ratio']:.3f} |"
+            f"{r['params_ratio']:.3f} | {_seconds(r['search_seconds'])} | "
+            f"{_seconds(r['finetune_seconds'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f}" if s < 10 else f"{s:.0f}"
 
 
 def _mean(mean: float, std: float | None) -> str:
