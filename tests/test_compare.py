@@ -191,6 +191,19 @@ def test_compare_command_writes_json_table_and_plot_and_resumes(baseline, image_
     assert main([*args, "--resume"]) == 0  # finished runs are reused, not rerun
     assert (out / "runs" / "l1-uniform-seed1.json").read_text() == saved
     assert main([*args[:-2], "--final-epochs", "2", "--out", str(out), "--resume"]) == 2
+    # a resume naming one seed still summarizes every run of the folder made with its settings
+    one_seed = [*args, "--resume"]
+    one_seed[one_seed.index("0,1")] = "1"
+    assert main(one_seed) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert [result["methods"][n]["seeds"] for n in ("l1-uniform", "random-global")] == [[0, 1]] * 2
+    assert (out / "runs" / "l1-uniform-seed1.json").read_text() == saved
+    # ... but not the runs made with other settings
+    other = [*args[:-2], "--final-epochs", "2", "--seeds", "2", "--methods", "l1-uniform"]
+    assert main([*other, "--out", str(out), "--resume"]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert list(result["methods"]) == ["l1-uniform"]
+    assert result["methods"]["l1-uniform"]["seeds"] == [2]
 
 
 def test_saved_models_load_with_the_figures_their_runs_recorded(baseline, image_archive, tmp_path):

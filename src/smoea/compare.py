@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -110,7 +111,34 @@ def compare(
                 )
                 runs.setdefault(name, []).append(result)
                 log(f"seed {seed} {name}: {_short(result)}")
+        _add_earlier_runs(runs, out, config, log)
         return summarize(runs, _baseline_row(make_model, splits, config, device), config)
+
+
+RUN_FILE = re.compile(r"(?P<name>.+)-seed(?P<seed>\d+)\.json")
+
+
+def _add_earlier_runs(runs: dict[str, list[dict]], out: Path | None, config, log) -> None:
+    """Finished runs in out/runs/ that an earlier invocation made with these settings (other
+    methods or seeds, e.g. seeds 1-2 added later) join the summary: compare.json and compare.md
+    then describe every run in the folder, not only the last command's."""
+    if out is None or not (out / "runs").is_dir():
+        return
+    done = {(name, r["seed"]) for name, results in runs.items() for r in results}
+    added = 0
+    for path in sorted((out / "runs").glob("*-seed*.json")):
+        m = RUN_FILE.fullmatch(path.name)
+        if m is None or (m["name"], int(m["seed"])) in done or m["name"] not in VARIANTS:
+            continue
+        saved = json.loads(path.read_text())
+        settings = _settings(replace(config, seed=int(m["seed"])))
+        if _same_settings(saved.get("config") or {}, settings):
+            runs.setdefault(m["name"], []).append(saved)
+            added += 1
+    for results in runs.values():
+        results.sort(key=lambda r: r["seed"])
+    if added:
+        log(f"the summary also holds {added} earlier run(s) in {out / 'runs'} with these settings")
 
 
 def _latency_table(make_model, splits: Splits, config: PruneConfig, device, log):
@@ -130,8 +158,7 @@ def _baseline_row(make_model, splits: Splits, config: PruneConfig, device) -> di
 
 def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, save_model) -> dict:
     path = out / "runs" / f"{name}-seed{seed}.json" if out is not None else None
-    settings = json.loads(json.dumps(cfg.as_dict()))
-    settings["effort"] = cfg.effort_rule  # the rule that runs, "auto" resolved
+    settings = _settings(cfg)
     if path is not None and path.exists():
         saved = json.loads(path.read_text())
         if not _same_settings(saved.get("config") or {}, settings):
@@ -157,6 +184,13 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
         tmp.write_text(json.dumps(result, indent=2))
         tmp.replace(path)
     return result
+
+
+def _settings(cfg: PruneConfig) -> dict:
+    """A run's settings as its record keeps them (JSON types, the effort rule that runs)."""
+    settings = json.loads(json.dumps(cfg.as_dict()))
+    settings["effort"] = cfg.effort_rule  # the rule that runs, "auto" resolved
+    return settings
 
 
 def _same_settings(saved: dict, current: dict) -> bool:
