@@ -1,8 +1,9 @@
 """One table over every run record of a comparison folder, whatever invocation made it.
 
-`smoea compare` writes compare.md for the methods of its last invocation only; the expert
-comparison was run in several invocations into one folder (`--resume` reuses finished runs), so
-this reads every runs/<method>-seed<k>.json and prints test % / held-out validation % per seed,
+The expert comparison runs in several invocations into one folder (`--resume` reuses finished
+runs; compare.md then summarizes every run made with the last command's settings, but not per
+seed, and results committed before 2026-12-03 hold the last invocation's methods only). This reads
+every runs/<method>-seed<k>.json and prints test % / held-out validation % per seed,
 the means, the spread over seeds, the ratios of the baseline's MACs and parameters, and the mean
 search and fine-tune seconds (wall time on the machine the runs name in their README).
 
@@ -11,23 +12,22 @@ Usage: python benchmarks/expert_table.py RUNS_DIR [BASELINE_PARAMS BASELINE_MACS
 """
 
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-NAME = re.compile(r"(?P<method>.+)-seed(?P<seed>\d+)\.json")
+from smoea.compare import RUN_FILE
 
 
 def load(runs: Path) -> dict[str, dict[int, dict]]:
     """{method: {seed: record}} of the finished (not failed) runs."""
     table: dict[str, dict[int, dict]] = {}
     for path in sorted(runs.glob("*-seed*.json")):
-        m = NAME.fullmatch(path.name)
+        m = RUN_FILE.fullmatch(path.name)
         record = json.loads(path.read_text())
         if m and "failed" not in record:
-            table.setdefault(m["method"], {})[int(m["seed"])] = record
+            table.setdefault(m["name"], {})[int(m["seed"])] = record
     return table
 
 
