@@ -69,8 +69,9 @@ def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
 
 
 def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
-    monkeypatch.setattr(latency, "_time_module", lambda m, *a: 1.0)
-    monkeypatch.setattr(latency, "time_model", lambda model, shape, b, d, r=20: 50.0)
+    monkeypatch.setattr(
+        latency, "measure", lambda probes, *a: [50.0 if p.shape is None else 1.0 for p in probes]
+    )
     model = _model("vgg14").eval()
     s = Structure(model, torch.zeros(1, 3, 16, 16))
     table = build_table(s, 4, torch.device("cpu"), progress=False)
@@ -84,35 +85,67 @@ def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
     assert cache_path(dict(key, batch=64), tmp_path) != path  # another batch, another table
 
 
-def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
-    """Repeated measurements whose fastest two keep disagreeing stop the build with one line;
-    when the fastest two agree, the fastest is the time."""
-    import itertools
+def test_a_drift_of_the_whole_machine_cancels_between_calls_measured_together():
+    """Calls 1 : 2 : 4 ms measured while the machine runs 1x, 2x, then 1.5x slower round by
+    round: their times keep the ratio and nothing is left of the drift; one call alone keeps
+    its spread (nothing to compare the drift with)."""
+    speed = np.array([1.0, 2.0, 1.5, 1.0, 2.0])
+    samples = np.array([[1.0], [2.0], [4.0]]) * speed
+    ms, spread = latency.drift_free(samples)
+    assert ms / ms[0] == pytest.approx([1.0, 2.0, 4.0]) and spread == pytest.approx(0.0)
+    _, alone = latency.drift_free(samples[:1])
+    assert alone == pytest.approx((2.0 - 1.0) / 1.5)
 
+
+def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
+    """Calls whose times move apart from round to round (not the whole machine: each its own
+    way) are measured again, and refused in one line after TRIES; a quiet try is accepted."""
     from smoea.errors import SmoeaError
 
-    drifting = itertools.cycle([1.0, 2.0, 1.5, 3.0, 2.5])
-    monkeypatch.setattr(latency, "_sampled_median", lambda *a: next(drifting))
+    rng = np.random.default_rng(0)
+    noisy = lambda makers, calls, device, rounds, progress: rng.uniform(1, 3, (2, rounds))  # noqa: E731
+    monkeypatch.setattr(latency, "_rounds", noisy)
+    makers = [lambda: lambda: None] * 2
     with pytest.raises(SmoeaError, match="too noisy"):
-        latency._median_ms(lambda: None, torch.device("cpu"), 8)
-    two_states = itertools.cycle([1.3, 1.0, 1.05, 1.4, 0.98])  # the fastest two agree
-    monkeypatch.setattr(latency, "_sampled_median", lambda *a: next(two_states))
-    assert latency._median_ms(lambda: None, torch.device("cpu"), 8) == 0.98
+        latency.time_together(makers, torch.device("cpu"))
+    quiet = np.array([[1.0] * 9, [3.0] * 9]) * rng.uniform(1, 2, 9)  # only the machine drifts
+    tries = iter([rng.uniform(1, 3, (2, 9)), quiet])
+    monkeypatch.setattr(latency, "_rounds", lambda *a: next(tries))
+    first, second = latency.time_together(makers, torch.device("cpu"))
+    assert second / first == pytest.approx(3.0)
+
+
+def test_time_models_measures_each_model_as_deployed(monkeypatch):
+    """Real timing of two tiny models together (the noise check off: other tests may run
+    beside it): a positive time for each, and the models themselves are left as they were
+    (the BatchNorm folded in a copy)."""
+    monkeypatch.setattr(latency, "NOISE", float("inf"))
+    torch.manual_seed(0)
+    models = [_model("vgg14").eval(), _model("resnet20").eval()]
+    before = [copy.deepcopy(m.state_dict()) for m in models]
+    ms = latency.time_models(models, (3, 16, 16), 2, torch.device("cpu"))
+    assert len(ms) == 2 and all(t > 0 for t in ms)
+    for m, state in zip(models, before):
+        assert any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+        assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
 
 
 def _deterministic_timing(monkeypatch):
-    """Module times from _cost (bilinear in the channels), the whole model 5 ms more (the
-    table's constant rest)."""
+    """Module times from _cost (bilinear in the channels), a whole model 5 ms more (the
+    table's constant rest): what `latency.measure` gives for every probe."""
 
-    def fake_time(m, shape, frac_in, frac_out, batch, device, repeats):
-        return _cost(latency.scaled_module(m, frac_in, frac_out), shape) / 1e3
+    def fake_measure(probes, batch, device, image_shape, rounds=None, progress=False):
+        ms = []
+        for p in probes:
+            if p.shape is None:
+                shapes = latency._input_shapes(p.module, torch.zeros(1, *image_shape))
+                ms.append(sum(_cost(m, shapes[m]) for m in shapes) / 1e3 + 5.0)
+            else:
+                scaled = latency.scaled_module(p.module, p.frac_in, p.frac_out)
+                ms.append(_cost(scaled, p.shape) / 1e3)
+        return ms
 
-    def fake_model(model, image_shape, batch, device, repeats=20):
-        shapes = latency._input_shapes(model, torch.zeros(1, *image_shape))
-        return sum(_cost(m, shapes[m]) for m in shapes) / 1e3 + 5.0
-
-    monkeypatch.setattr(latency, "_time_module", fake_time)
-    monkeypatch.setattr(latency, "time_model", fake_model)
+    monkeypatch.setattr(latency, "measure", fake_measure)
 
 
 def _cache_exact_table(model, splits):
