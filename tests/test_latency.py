@@ -217,24 +217,30 @@ def test_the_prune_command_records_predicted_and_measured_latency(
     assert measured["ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
 
 
-def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float):
+def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float, drift=1.0):
     """Prune trained_tiny to 0.6 of its latency with an exact table, while every measurement of
-    a pruned model comes out `factor` times the table's; returns the report, config and log."""
+    a pruned model comes out `factor` times the table's, and the machine gets `drift` times
+    slower at each measurement; returns the report, config and log."""
     from smoea.pipeline import PruneConfig, prune
     from smoea.train import TrainConfig
 
     monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
     _deterministic_timing(monkeypatch)
-    exact = latency.time_model
+    exact = latency.measure
     model, splits = trained_tiny
     full = sum(p.numel() for p in model.parameters())
 
-    def slower(m, image_shape, batch, device, repeats=20):
-        pruned = sum(p.numel() for p in m.parameters()) < full
-        return exact(m, image_shape, batch, device) * (factor if pruned else 1.0)
+    def slower(probes, *args, **kwargs):
+        pruned = [
+            p.shape is None and sum(q.numel() for q in p.module.parameters()) < full for p in probes
+        ]
+        ms = exact(probes, *args, **kwargs)
+        speed.append(speed[-1] * drift)
+        return [t * speed[-1] * (factor if cut else 1.0) for t, cut in zip(ms, pruned)]
 
+    speed = [1.0]
     _cache_exact_table(model, splits)
-    monkeypatch.setattr(latency, "time_model", slower)
+    monkeypatch.setattr(latency, "measure", slower)
     config = PruneConfig(
         target_params=None,
         target_latency=0.6,
@@ -255,11 +261,15 @@ def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float):
 @pytest.mark.slow
 def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monkeypatch, tmp_path):
     """The table underestimates the pruned model by 25% here: measured over the target by
-    more than 5%, the model is cut further until the measurement fits."""
-    report, _, _ = _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, 1.25)
+    more than 5%, the model is cut further until the measurement fits. The machine slows down
+    1.5 times between measurements: measured together with the unpruned model, the pruned one's
+    ratio does not see it."""
+    report, _, _ = _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, 1.25, drift=1.5)
     steps = report["latency_refit"]
     assert len(steps) >= 2 and steps[0]["measured_ratio"] > 0.6 * 1.05
     assert steps[-1]["measured_ratio"] <= 0.6 * 1.05
+    # measured together with the unpruned model: 1.25 times the predicted ratio exactly
+    assert steps[0]["measured_ratio"] == pytest.approx(1.25 * steps[0]["predicted_ratio"])
     assert report["latency_ratio"] < 0.6 / 1.2  # the prediction now sits under the target
 
 
