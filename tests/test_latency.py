@@ -1,6 +1,7 @@
 """The latency model: owners, grids and interpolation, checked with a deterministic cost."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -14,14 +15,18 @@ from smoea.structure import Structure
 from tests.test_slicing import TinyGrouped
 
 
-def _cost(module: nn.Module, shape) -> float:
-    """A stand-in for a timing: the module's MACs at batch 1 (bilinear in its channels)."""
+def _cost(module: nn.Module, shape, block: int = 1) -> float:
+    """A stand-in for a timing: the module's MACs at batch 1 (bilinear in its channels), with
+    output channels in blocks of `block` (a count off a multiple costs as the multiple above
+    it, and 20% more: the steps a real kernel has)."""
+    out = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    padded = math.ceil(out / block) * block * (1.2 if out % block else 1.0)
     if isinstance(module, nn.Linear):
-        return float(module.in_features * module.out_features)
+        return float(module.in_features * padded)
     k = module.kernel_size[0] * module.kernel_size[1]
     h = (shape[-2] + 2 * module.padding[0] - module.kernel_size[0]) // module.stride[0] + 1
     w = (shape[-1] + 2 * module.padding[1] - module.kernel_size[1]) // module.stride[1] + 1
-    return float(module.out_channels * module.in_channels // module.groups * k * h * w)
+    return float(padded * (module.in_channels // module.groups) * k * h * w)
 
 
 def _model(name: str) -> nn.Module:
@@ -30,28 +35,31 @@ def _model(name: str) -> nn.Module:
     return build_model(make_arch(name, 0.25, 3, 3, 16))
 
 
-def _pruned_cost(model: nn.Module, example: torch.Tensor) -> float:
+def _pruned_cost(model: nn.Module, example: torch.Tensor, block: int = 1) -> float:
     shapes = latency._input_shapes(model, example)
-    return sum(_cost(m, shapes[m]) for m in shapes)
+    return sum(_cost(m, shapes[m], block) for m in shapes)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("block", [1, 4])
 @pytest.mark.parametrize("name", ["vgg14", "resnet20", "mobilenetv2", "grouped"])
-def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
+def test_predicted_cost_equals_the_pruned_models_cost(name, block, monkeypatch):
     """With a cost bilinear in the channels (and a constant rest), the table's interpolation
     is exact: its prediction for random kept counts equals the cost of the physically pruned
     model, so the owners, the grid and the scaling of every convolution are right (depthwise
-    and grouped ones too), and the rest measured at uniform widths comes out constant."""
-    _deterministic_timing(monkeypatch)
+    and grouped ones too), and the rest measured at uniform widths comes out constant. With
+    output channels costing in blocks of 4 (steps), it stays exact off the multiples too."""
+    _deterministic_timing(monkeypatch, block)
     torch.manual_seed(0)
     model = _model(name).eval()
     example = torch.zeros(1, 3, 16, 16)
     s = Structure(model, example)
     table = build_table(s, 1, torch.device("cpu"), progress=False)
     assert table.predict(s.units_per_layer)[0] == pytest.approx(
-        _pruned_cost(model, example) / 1e3 + 5
+        _pruned_cost(model, example, block) / 1e3 + 5
     )
     assert [ms for _, ms in table.rest_points] == pytest.approx([5.0] * 4)
+    assert (block > 1) == any(t.odd_b for t in table.terms)
     rng = np.random.default_rng(0)
     for _ in range(3):
         pruned = copy.deepcopy(model)
@@ -64,7 +72,7 @@ def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
             masks[layer.index] = keep
         kept = ps.kept_from_masks(masks)
         ps.remove(masks)
-        expected = _pruned_cost(pruned, example) / 1e3 + 5
+        expected = _pruned_cost(pruned, example, block) / 1e3 + 5
         assert table.predict(kept)[0] == pytest.approx(expected, rel=1e-6 if unit == 1 else 0.02)
 
 
@@ -130,22 +138,24 @@ def test_time_models_measures_each_model_as_deployed(monkeypatch):
         assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
 
 
-def _deterministic_timing(monkeypatch):
-    """Module times from _cost (bilinear in the channels), a whole model 5 ms more (the
-    table's constant rest): what `latency.measure` gives for every probe."""
+def _deterministic_timing(monkeypatch, block: int = 1):
+    """Module times from _cost (bilinear in the channels, in blocks of `block` output
+    channels), a whole model 5 ms more (the table's constant rest): what `latency.measure`
+    gives for every probe, on a device whose channel block is `block`."""
 
     def fake_measure(probes, batch, device, image_shape, rounds=None, progress=False):
         ms = []
         for p in probes:
             if p.shape is None:
                 shapes = latency._input_shapes(p.module, torch.zeros(1, *image_shape))
-                ms.append(sum(_cost(m, shapes[m]) for m in shapes) / 1e3 + 5.0)
+                ms.append(sum(_cost(m, shapes[m], block) for m in shapes) / 1e3 + 5.0)
             else:
                 scaled = latency.scaled_module(p.module, p.frac_in, p.frac_out)
-                ms.append(_cost(scaled, p.shape) / 1e3)
+                ms.append(_cost(scaled, p.shape, block) / 1e3)
         return ms
 
     monkeypatch.setattr(latency, "measure", fake_measure)
+    monkeypatch.setattr(latency, "channel_block", lambda device: block)
 
 
 def _cache_exact_table(model, splits):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ import torch.nn as nn
 
 from smoea.errors import SmoeaError
 
-FORMAT = 4  # of the tables and their timing; a table of another format is measured again
+FORMAT = 5  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
 REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at for the rest
 ROUNDS = 9  # interleaved rounds: every point measured gets one sample per round
@@ -48,7 +49,14 @@ SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated withi
 @dataclass
 class Term:
     """One module's time (ms) on a grid: rows the input owner's kept units, columns the
-    output owner's (a single row or column where no layer owns that side)."""
+    output owner's (a single row or column where no layer owns that side).
+
+    Output channels cost in steps: a kernel works on blocks of `step` output units (16
+    channels with AVX-512), and a count between two multiples costs as much as the multiple
+    above, or more (measured here: a 3x3 convolution with 50-62 output channels ran slower than
+    with 64, 33-47 like 48 plus 20%). So counts that are multiples of `step` (and the full
+    count) are read from `units_b`/`ms`, the others from `odd_b`/`ms_odd` at the multiple above
+    them, where a count inside that block was timed. `step` 1: no steps."""
 
     name: str
     a: int  # input owner (a layer index; n_layers for none)
@@ -56,15 +64,26 @@ class Term:
     units_a: list[int]
     units_b: list[int]
     ms: list[list[float]]
+    step: int = 1
+    odd_b: list[int] = field(default_factory=list)  # the block's multiple each odd count stands for
+    ms_odd: list[list[float]] = field(default_factory=list)
 
     def at(self, kept_a: np.ndarray, kept_b: np.ndarray) -> np.ndarray:
         """Bilinear interpolation of the grid at each row's kept counts."""
-        ms = np.asarray(self.ms)
-        along_b = np.stack([np.interp(kept_b, self.units_b, row) for row in ms])  # (A, P)
+        along_b = self._along_b(np.asarray(kept_b, dtype=np.float64))  # (A, P)
         if len(self.units_a) == 1:
             return along_b[0]
         cols = [np.interp(kept_a[p], self.units_a, along_b[:, p]) for p in range(len(kept_b))]
         return np.array(cols)
+
+    def _along_b(self, kept_b: np.ndarray) -> np.ndarray:
+        aligned = np.stack([np.interp(kept_b, self.units_b, row) for row in self.ms])
+        if not self.odd_b:
+            return aligned
+        block = np.ceil(kept_b / self.step) * self.step
+        odd = np.stack([np.interp(block, self.odd_b, row) for row in self.ms_odd])
+        is_odd = (kept_b % self.step != 0) & (kept_b < self.units_b[-1])
+        return np.where(is_odd, odd, aligned)
 
 
 @dataclass
@@ -207,6 +226,14 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def channel_block(device: torch.device) -> int:
+    """Output channels a kernel works on at once here (oneDNN pads to it: 16 floats with
+    AVX-512, else 8; 8 on a GPU, the tensor cores' multiple)."""
+    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return 16
+    return 8
+
+
 def build_table(
     structure, batch: int, device: torch.device, rounds: int = ROUNDS, progress: bool = True
 ) -> LatencyTable:
@@ -215,12 +242,14 @@ def build_table(
     the same interleaved rounds (so the machine's drift hits them alike); see the module
     docstring."""
     model = structure.model.eval()
-    terms, probes = _layer_probes(structure)
+    terms, probes = _layer_probes(structure, channel_block(device))
     rest = _rest_models(structure)
     probes += [Probe(model)] + [Probe(cut) for _, cut in rest]
     ms = iter(measure(probes, batch, device, structure.example.shape[1:], rounds, progress))
     for t in terms:
-        t.ms = [[next(ms) for _ in t.units_b] for _ in t.units_a]
+        rows = [[next(ms) for _ in t.units_b + t.odd_b] for _ in t.units_a]
+        t.ms = [row[: len(t.units_b)] for row in rows]
+        t.ms_odd = [row[len(t.units_b) :] for row in rows]
     table = LatencyTable(
         table_key(structure, batch, device), [int(u) for u in structure.units_per_layer]
     )
@@ -247,9 +276,9 @@ class Probe:
     frac_out: float = 1.0
 
 
-def _layer_probes(structure) -> tuple[list[Term], list[Probe]]:
-    """Each convolution and linear layer's term (its grid, times still empty) and the probes
-    that time its grid points, row by row."""
+def _layer_probes(structure, align: int) -> tuple[list[Term], list[Probe]]:
+    """Each convolution and linear layer's term (its grids, times still empty) and the probes
+    that time its grid points, row by row: the aligned grid, then the odd one."""
     from smoea.structure import _depthwise, _owners
 
     model = structure.model
@@ -264,14 +293,38 @@ def _layer_probes(structure) -> tuple[list[Term], list[Probe]]:
         a, b = in_owner.get(m, none), out_owner.get(m, none)
         if _depthwise(m):  # one axis: its channels follow one layer
             a, b = none, (b if b != none else a)
-        grid_a, grid_b = _grid(units, a), _grid(units, b)
-        terms.append(Term(name, a, b, grid_a, grid_b, []))
+        step = _step(m, units, b, align)
+        grid_a, grid_b = _grid(units, a), _grid(units, b, step)
+        odd_b, odd_counts = _odd_grid(grid_b, step)
+        terms.append(Term(name, a, b, grid_a, grid_b, [], step, odd_b, []))
         probes += [
             Probe(m, inputs[m], _fraction(ua, units, a), _fraction(ub, units, b))
             for ua in grid_a
-            for ub in grid_b
+            for ub in grid_b + odd_counts
         ]
     return terms, probes
+
+
+def _step(m: nn.Module, units: list[int], owner: int, align: int) -> int:
+    """The output owner's units per block of `align` output channels of `m` (1: no steps, where
+    units do not map evenly onto channels)."""
+    if owner >= len(units) or units[owner] == 1:
+        return 1
+    channels = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+    if channels % units[owner]:
+        return 1
+    return align // math.gcd(align, channels // units[owner])
+
+
+def _odd_grid(grid_b: list[int], step: int) -> tuple[list[int], list[int]]:
+    """Where counts that are not multiples of `step` are timed: for each grid multiple, one
+    count inside the block below it (half a block down), and the full count's block."""
+    if step == 1:
+        return [], []
+    blocks = sorted({int(math.ceil(c / step)) * step for c in grid_b})
+    full = grid_b[-1]
+    counts = [min(block - step // 2, full - 1) for block in blocks]
+    return blocks, counts
 
 
 def _rest_models(structure) -> list[tuple[np.ndarray, nn.Module]]:
@@ -296,12 +349,18 @@ def _rest_models(structure) -> list[tuple[np.ndarray, nn.Module]]:
     return cuts
 
 
-def _grid(units: list[int], owner: int) -> list[int]:
-    """GRID kept counts from one unit to all of them (one point: no owner)."""
+def _grid(units: list[int], owner: int, step: int = 1) -> list[int]:
+    """GRID kept counts up to all of them, multiples of `step` (from one unit where `step` is
+    1; one point: no owner)."""
     if owner >= len(units):
         return [1]
     full = units[owner]
-    return sorted({int(round(c)) for c in np.linspace(1, full, GRID)})
+    if step == 1:
+        return sorted({int(round(c)) for c in np.linspace(1, full, GRID)})
+    if full < step:
+        return [full]
+    blocks = np.linspace(1, full // step, GRID)
+    return sorted({int(round(k)) * step for k in blocks} | {full})
 
 
 def _fraction(count: int, units: list[int], owner: int) -> float:
