@@ -96,13 +96,13 @@ def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
 def test_a_drift_of_the_whole_machine_cancels_between_calls_measured_together():
     """Calls 1 : 2 : 4 ms measured while the machine runs 1x, 2x, then 1.5x slower round by
     round: their times keep the ratio and nothing is left of the drift; one call alone keeps
-    its spread (nothing to compare the drift with)."""
+    its spread (nothing to compare the drift with): the standard error of its median."""
     speed = np.array([1.0, 2.0, 1.5, 1.0, 2.0])
     samples = np.array([[1.0], [2.0], [4.0]]) * speed
     ms, spread = latency.drift_free(samples)
     assert ms / ms[0] == pytest.approx([1.0, 2.0, 4.0]) and spread == pytest.approx(0.0)
     _, alone = latency.drift_free(samples[:1])
-    assert alone == pytest.approx((2.0 - 1.0) / 1.5)
+    assert alone == pytest.approx(1.253 * (2.0 - 1.0) / 1.349 / np.sqrt(5) / 1.5)
 
 
 def test_noisy_measurements_are_refused_in_one_line(monkeypatch):

@@ -14,7 +14,7 @@ count, input shape and batch size; it is cached on disk under that key and reuse
 Everything a table needs is timed in the same interleaved rounds (`time_together`): a shared
 machine's speed drifts (here by 20-100% within minutes), and timing one layer after another
 let that drift into the differences between layers; measured together, each round divided by
-that round's speed, the drift cancels, and what is left is checked against NOISE.
+that round's speed, the drift cancels, and the uncertainty left is checked against NOISE.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at
 ROUNDS = 9  # interleaved rounds: every point measured gets one sample per round
 WARMUP = 2  # calls before each sample (a fresh module's first calls set up its kernels)
 BURSTS = 3  # timings per sample, the fastest kept
-NOISE = 0.10  # a median relative spread (IQR over median) across rounds above this is redone
+NOISE = (
+    0.05  # a time's relative standard error (from its spread across rounds) above this is redone
+)
 TRIES = 3  # sets of rounds before their noise stops the measurement
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
@@ -457,18 +459,19 @@ def time_together(makers: list, device: torch.device, rounds: int = ROUNDS, prog
     that round's speed (the machine's: how much slower or faster than usual the calls ran),
     so a drift of the whole machine cancels; each time is the median over rounds. This
     machine's speed moved by 20-100% within minutes, while ratios between calls measured
-    together held. A median spread (IQR over median) across rounds above NOISE is measured
-    again, TRIES times at most, then refused in one line."""
+    together held. Where the times' standard error (the median over calls; from their spread
+    across rounds) is above NOISE, all are measured again, TRIES times at most, then refused
+    in one line."""
     calls = [_calls_per_sample(make(), device) for make in makers]  # also a warm-up
     for _ in range(TRIES):
         samples = _rounds(makers, calls, device, rounds, progress)
-        ms, spread = drift_free(samples)
-        if spread <= NOISE:
+        ms, error = drift_free(samples)
+        if error <= NOISE:
             return ms.tolist()
     raise SmoeaError(
-        f"latency measurements too noisy to trust: one call's time spread by {spread:.0%} "
-        f"across rounds (interquartile range over median, more than {NOISE:.0%}) in {TRIES} "
-        "tries; run nothing else while measuring"
+        f"latency measurements too noisy to trust: the times' standard error is {error:.0%} "
+        f"(from their spread across {rounds} rounds; more than {NOISE:.0%}) in {TRIES} tries; "
+        "run nothing else while measuring"
     )
 
 
@@ -487,8 +490,10 @@ def _rounds(makers: list, calls: list[int], device, rounds: int, progress) -> np
 
 def drift_free(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Each row's time (median over rounds) after dividing each round by its speed (the median
-    over rows of sample over row median; with one row, no division), and the median relative
-    spread across rounds that is left (interquartile range over median)."""
+    over rows of sample over row median; with one row, no division), and how well the times
+    are known: the median over rows of the median's relative standard error, from the spread
+    left across rounds (interquartile range / 1.349 estimates a normal spread's sigma; a
+    median's standard error is 1.253 sigma / sqrt(rounds))."""
     samples = np.asarray(samples, dtype=np.float64)
     if len(samples) > 1:
         usual = np.median(samples, axis=1, keepdims=True)
@@ -496,7 +501,8 @@ def drift_free(samples: np.ndarray) -> tuple[np.ndarray, float]:
         samples = samples / speed
     ms = np.median(samples, axis=1)
     q75, q25 = np.percentile(samples, [75, 25], axis=1)
-    return ms, float(np.median((q75 - q25) / ms))
+    sigma = (q75 - q25) / 1.349
+    return ms, float(np.median(1.253 * sigma / np.sqrt(samples.shape[1]) / ms))
 
 
 @torch.inference_mode()
