@@ -56,7 +56,7 @@ class Term:
     Output channels cost in steps: a kernel works on blocks of `step` output units (16
     channels with AVX-512), and a count between two multiples costs as much as the multiple
     above, or more (measured here: a 3x3 convolution with 50-62 output channels ran slower than
-    with 64, 33-47 like 48 plus 20%). So counts that are multiples of `step` (and the full
+    with 64, 36-46 like 48 plus 20%). So counts that are multiples of `step` (and the full
     count) are read from `units_b`/`ms`, the others from `odd_b`/`ms_odd` at the multiple above
     them, where a count inside that block was timed. `step` 1: no steps."""
 
