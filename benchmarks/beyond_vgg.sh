@@ -7,11 +7,15 @@
 #       trains into runs/beyond-vgg/base-ARCH (resumes an interrupted run, or one whose
 #       train_state.pt was committed in benchmarks/results/beyond-vgg/baselines/ARCH/unfinished/);
 #       copy model.pt and train.json to benchmarks/results/beyond-vgg/baselines/ARCH/ to commit
-#   bash benchmarks/beyond_vgg.sh defaults ARCH TARGET SEEDS "VARIANTS"
+#   [SMOEA_EPOCHS=E] bash benchmarks/beyond_vgg.sh defaults ARCH TARGET SEEDS "VARIANTS"
 #       TARGET: macs:R | params:R; VARIANTS from: default per-group level bits
-#       default: counts genome, `fronts`, 9 final epochs; per-group: 1 epoch after each group
-#       but the last and the rest of the 9 at the end; level: `--budget level`; bits:
-#       `--genome bits`. Runs go to runs/beyond-vgg/ARCH/defaults/VARIANT/<target>/runs.
+#       default: counts genome, `fronts`, E final epochs (E = 9, the vgg14 check's budget,
+#       unless SMOEA_EPOCHS says less); per-group: 1 epoch after each group but the last and
+#       the rest of the E at the end; level: `--budget level`; bits: `--genome bits`. Runs go
+#       to runs/beyond-vgg/ARCH/defaults[-Ee]/VARIANT/<target>/runs; finished runs committed in
+#       benchmarks/results/beyond-vgg/ARCH/defaults[-Ee]/VARIANT/<target>/runs are copied
+#       there first and reused. When E equals the number of groups, per-group is the expert
+#       comparison's smoea schedule, and its finished smoea runs are reused (same settings).
 #   bash benchmarks/beyond_vgg.sh compare ARCH TARGET SEEDS METHODS
 #       the expert comparison (benchmarks/expert_compare.sh: 1 epoch after each group, 1 at the
 #       end, the same for every method) into runs/beyond-vgg/ARCH/compare/<target>/runs;
@@ -36,6 +40,12 @@ from smoea.structure import Structure, plan_groups
 m = build_model(make_arch('$arch', $width, 10, 3, 32))
 print(len(plan_groups(Structure(m, torch.randn(1, 3, 32, 32)), None)))"
 }
+carry() {  # finished runs committed by an earlier session (runs/ does not survive a new
+           # machine): copy folder $1 to $2/runs unless $2/runs exists
+  if [[ ! -d $2/runs && -d $1 ]]; then
+    mkdir -p "$2" && cp -r "$1" "$2/runs"
+  fi
+}
 export SMOEA_BASELINE=$here/results/beyond-vgg/baselines/$arch/model.pt
 
 case $what in
@@ -54,28 +64,42 @@ case $what in
       "${resume[@]}" ;;
   defaults)
     target=${3:?TARGET} seeds=${4:?SEEDS}
+    epochs=${SMOEA_EPOCHS:-9}
+    groups=$(default_groups)
+    name=defaults
+    if [[ $epochs != 9 ]]; then name=defaults-${epochs}e; fi
     for variant in ${5:?VARIANTS}; do
-      flags=(--genome counts --budget fronts --finetune-epochs 0 --final-epochs 9)
+      flags=(--genome counts --budget fronts --finetune-epochs 0 --final-epochs "$epochs")
       case $variant in
         default) ;;
-        per-group) groups=$(default_groups)
+        per-group) if (( epochs < groups )); then
+                     echo "per-group needs SMOEA_EPOCHS >= $groups (one per group)" >&2; exit 2
+                   fi
                    flags=(--genome counts --budget fronts --finetune-epochs 1
-                          --final-epochs $((9 - groups + 1))) ;;
+                          --final-epochs $((epochs - groups + 1))) ;;
         level) flags+=(--budget level) ;;
         bits) flags+=(--genome bits) ;;
         *) echo "unknown variant $variant" >&2; exit 2 ;;
       esac
-      bash "$here/expert_compare.sh" "$runs/$arch/defaults/$variant" "$target" "$seeds" smoea \
+      out=$runs/$arch/$name/$variant/${target/:/-}
+      carry "$here/results/beyond-vgg/$arch/$name/$variant/${target/:/-}/runs" "$out"
+      if [[ $variant == per-group ]] && (( epochs == groups )); then
+        for seed in ${seeds//,/ }; do
+          for run in {"$here/results/beyond-vgg","$runs"}/$arch/compare/${target/:/-}/runs/smoea-seed$seed.json; do
+            if [[ -f $run && ! -f $out/runs/smoea-seed$seed.json ]]; then
+              mkdir -p "$out/runs" && cp "$run" "$out/runs/"
+            fi
+          done
+        done
+      fi
+      bash "$here/expert_compare.sh" "$runs/$arch/$name/$variant" "$target" "$seeds" smoea \
         "${flags[@]}"
     done ;;
   compare)
     target=${3:?TARGET}
     # finished runs committed by an earlier session (runs/ does not survive a new machine)
-    carried=$here/results/beyond-vgg/$arch/compare/${target/:/-}
-    out=$runs/$arch/compare/${target/:/-}
-    if [[ ! -d $out/runs && -d $carried/runs ]]; then
-      mkdir -p "$out" && cp -r "$carried/runs" "$out/"
-    fi
+    carry "$here/results/beyond-vgg/$arch/compare/${target/:/-}/runs" \
+      "$runs/$arch/compare/${target/:/-}"
     bash "$here/expert_compare.sh" "$runs/$arch/compare" "$target" "${4:?SEEDS}" \
       "${5:?METHODS}" --genome counts --budget fronts ;;
   *) echo "first argument: train, defaults or compare" >&2; exit 2 ;;

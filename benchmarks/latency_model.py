@@ -6,9 +6,10 @@ Usage: python benchmarks/latency_model.py OUT_DIR [--archs vgg14,resnet20,mobile
 For each architecture (random weights at CIFAR size, 3x32x32; vgg14 at width 0.5 as the shared
 baseline, the others at width 1) and batch size: build the latency table (smoea.latency), then
 draw `--configs` random pruned configurations (every layer keeps a random 5-100% of its units,
-the strongest by L1), prune a copy physically, fold its BatchNorm and measure it as deployed;
-record predicted against measured, and as fractions of the baseline measured right before each
-(the form a latency target takes; it cancels the machine's drift). Writes
+the strongest by L1), prune a copy physically, fold its BatchNorm and measure it as deployed,
+all of them and the baseline together in the same interleaved rounds (smoea.latency.time_models:
+the machine's drift cancels in their ratios); record predicted against measured, and as
+fractions of the baseline (the form a latency target takes). Writes
 OUT_DIR/<arch>-b<batch>.json and prints a table with the median and largest absolute errors.
 Run it with nothing else on the machine.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smoea.latency import build_table, time_model
+from smoea.latency import build_table, time_models
 from smoea.models import build_model, make_arch
 from smoea.report import versions
 from smoea.structure import Structure
@@ -38,11 +39,12 @@ def run(arch: str, batch: int, configs: int, seed: int) -> dict:
     model = build_model(make_arch(arch, WIDTHS.get(arch, 1.0), 10, 3, 32)).eval()
     example = torch.zeros(1, 3, 32, 32)
     s = Structure(model, example)
+    cpu = torch.device("cpu")
     start = time.perf_counter()
-    table = build_table(s, batch, torch.device("cpu"))
+    table = build_table(s, batch, cpu)
     built = time.perf_counter() - start
     rng = np.random.default_rng(seed)
-    rows = []
+    kept_rows, pruned_models = [], []
     for _ in range(configs):
         pruned = copy.deepcopy(model)
         ps = Structure(pruned, example)
@@ -52,21 +54,25 @@ def run(arch: str, batch: int, configs: int, seed: int) -> dict:
             masks[layer.index] = np.isin(
                 np.arange(layer.units), np.argsort(-ps.l1_norms(layer.index))[:k]
             )
-        kept = ps.kept_from_masks(masks)
+        kept_rows.append(ps.kept_from_masks(masks))
         ps.remove(masks)
+        pruned_models.append(pruned)
+    # the baseline and every pruned model measured together, in the same interleaved rounds:
+    # this VM's speed drifts by 20-100% between minutes, and a latency target is a fraction
+    # of the baseline's latency
+    baseline, *measured = time_models([model, *pruned_models], (3, 32, 32), batch, cpu)
+    full = float(table.predict(s.units_per_layer)[0])
+    rows = []
+    for kept, ms in zip(kept_rows, measured):
         predicted = float(table.predict(kept)[0])
-        # the baseline measured right before: this VM's speed drifts 10-70% between minutes,
-        # and a latency target is a fraction of the baseline's latency measured then
-        baseline = time_model(model, (3, 32, 32), batch, torch.device("cpu"))
-        measured = time_model(pruned, (3, 32, 32), batch, torch.device("cpu"))
         rows.append(
             {
                 "kept": kept.tolist(),
                 "predicted_ms": predicted,
-                "measured_ms": measured,
+                "measured_ms": ms,
                 "baseline_ms": baseline,
-                "predicted_ratio": predicted / float(table.predict(s.units_per_layer)[0]),
-                "measured_ratio": measured / baseline,
+                "predicted_ratio": predicted / full,
+                "measured_ratio": ms / baseline,
             }
         )
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
@@ -83,10 +89,7 @@ def run(arch: str, batch: int, configs: int, seed: int) -> dict:
         "max_abs_error": max(errors),
         "median_abs_ratio_error": statistics.median(ratio_errors),
         "max_abs_ratio_error": max(ratio_errors),
-        "baseline_ms_spread": [
-            min(r["baseline_ms"] for r in rows),
-            max(r["baseline_ms"] for r in rows),
-        ],
+        "baseline_ms": baseline,
         "configs": rows,
         "key": table.key,
         "versions": versions(),
@@ -104,8 +107,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(
-        "| arch | batch | table s | baseline ms (table; during the run) | median / max abs error "
-        "of the latency | of the latency as a fraction of the baseline's |"
+        "| arch | batch | table s | baseline ms (table; measured with the pruned models) "
+        "| median / max abs error of the latency | of the latency as a fraction of the "
+        "baseline's |"
     )
     print("|---|---|---|---|---|---|")
     for arch in args.archs.split(","):
@@ -115,10 +119,10 @@ def main() -> None:
             if r is None:
                 r = run(arch, batch, args.configs, args.seed)
                 path.write_text(json.dumps(r, indent=1))
-            low, high = r["baseline_ms_spread"]
             print(
                 f"| {arch} | {batch} | {r['table_seconds']:.0f} | {r['full_ms']:.2f}; "
-                f"{low:.2f}-{high:.2f} | {r['median_abs_error']:.1%} / {r['max_abs_error']:.1%} | "
+                f"{r['baseline_ms']:.2f} | "
+                f"{r['median_abs_error']:.1%} / {r['max_abs_error']:.1%} | "
                 f"{r['median_abs_ratio_error']:.1%} / {r['max_abs_ratio_error']:.1%} |",
                 flush=True,
             )

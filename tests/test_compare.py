@@ -426,7 +426,28 @@ def test_every_method_meets_a_latency_target_with_one_table(tiny_splits, monkeyp
         assert "failed" not in m, (name, m)
         assert (TARGET - 0.01) * base <= m["latency"] <= TARGET * base, name
         assert m["measured_latency"] == pytest.approx(m["latency"], rel=1e-6)  # exact stand-in
+        # measured together with a baseline: the same ratio as the prediction's
+        assert m["measured_latency_ratio"] == pytest.approx(m["latency"] / base, rel=1e-6)
     assert result["latency_within_1pct"] and result["measure"] == "latency"
+    assert result["methods"]["halp"]["evaluations"] == 0  # the cost model alone decides
+    assert result["methods"]["sensitivity"]["evaluations"] > 0
     table = write_table(result)
     assert "of the latency" in table and "| l1-uniform | " in table.split("Latency (ms")[1]
+    assert "measured ratio to the baseline" in table
     assert len(list((tmp_path / "latency").glob("*.json"))) == 1  # one table, for every method
+
+
+def test_halp_computes_no_search_features(tiny_splits, monkeypatch):
+    """halp scores no candidate, so it must not pay for the evaluator's search-set features."""
+    from smoea import allocations
+
+    def no_evaluator(*args, **kwargs):
+        raise AssertionError("halp built an evaluator")
+
+    monkeypatch.setattr(allocations, "make_evaluator", no_evaluator)
+    model, splits = tiny_splits
+    model = copy.deepcopy(model)
+    base = sum(p.numel() for p in model.parameters())
+    info = allocations.halp(model, splits, tiny_config(target_params=0.5))
+    assert info["evaluations"] == 0
+    assert sum(p.numel() for p in model.parameters()) <= 0.5 * base

@@ -1,6 +1,7 @@
 """The latency model: owners, grids and interpolation, checked with a deterministic cost."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -14,14 +15,18 @@ from smoea.structure import Structure
 from tests.test_slicing import TinyGrouped
 
 
-def _cost(module: nn.Module, shape) -> float:
-    """A stand-in for a timing: the module's MACs at batch 1 (bilinear in its channels)."""
+def _cost(module: nn.Module, shape, block: int = 1) -> float:
+    """A stand-in for a timing: the module's MACs at batch 1 (bilinear in its channels), with
+    output channels in blocks of `block` (a count off a multiple costs as the multiple above
+    it, and 20% more: the steps a real kernel has)."""
+    out = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+    padded = math.ceil(out / block) * block * (1.2 if out % block else 1.0)
     if isinstance(module, nn.Linear):
-        return float(module.in_features * module.out_features)
+        return float(module.in_features * padded)
     k = module.kernel_size[0] * module.kernel_size[1]
     h = (shape[-2] + 2 * module.padding[0] - module.kernel_size[0]) // module.stride[0] + 1
     w = (shape[-1] + 2 * module.padding[1] - module.kernel_size[1]) // module.stride[1] + 1
-    return float(module.out_channels * module.in_channels // module.groups * k * h * w)
+    return float(padded * (module.in_channels // module.groups) * k * h * w)
 
 
 def _model(name: str) -> nn.Module:
@@ -30,28 +35,31 @@ def _model(name: str) -> nn.Module:
     return build_model(make_arch(name, 0.25, 3, 3, 16))
 
 
-def _pruned_cost(model: nn.Module, example: torch.Tensor) -> float:
+def _pruned_cost(model: nn.Module, example: torch.Tensor, block: int = 1) -> float:
     shapes = latency._input_shapes(model, example)
-    return sum(_cost(m, shapes[m]) for m in shapes)
+    return sum(_cost(m, shapes[m], block) for m in shapes)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("block", [1, 4])
 @pytest.mark.parametrize("name", ["vgg14", "resnet20", "mobilenetv2", "grouped"])
-def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
+def test_predicted_cost_equals_the_pruned_models_cost(name, block, monkeypatch):
     """With a cost bilinear in the channels (and a constant rest), the table's interpolation
     is exact: its prediction for random kept counts equals the cost of the physically pruned
     model, so the owners, the grid and the scaling of every convolution are right (depthwise
-    and grouped ones too), and the rest measured at uniform widths comes out constant."""
-    _deterministic_timing(monkeypatch)
+    and grouped ones too), and the rest measured at uniform widths comes out constant. With
+    output channels costing in blocks of 4 (steps), it stays exact off the multiples too."""
+    _deterministic_timing(monkeypatch, block)
     torch.manual_seed(0)
     model = _model(name).eval()
     example = torch.zeros(1, 3, 16, 16)
     s = Structure(model, example)
     table = build_table(s, 1, torch.device("cpu"), progress=False)
     assert table.predict(s.units_per_layer)[0] == pytest.approx(
-        _pruned_cost(model, example) / 1e3 + 5
+        _pruned_cost(model, example, block) / 1e3 + 5
     )
     assert [ms for _, ms in table.rest_points] == pytest.approx([5.0] * 4)
+    assert (block > 1) == any(t.odd_b for t in table.terms)
     rng = np.random.default_rng(0)
     for _ in range(3):
         pruned = copy.deepcopy(model)
@@ -64,13 +72,14 @@ def test_predicted_cost_equals_the_pruned_models_cost(name, monkeypatch):
             masks[layer.index] = keep
         kept = ps.kept_from_masks(masks)
         ps.remove(masks)
-        expected = _pruned_cost(pruned, example) / 1e3 + 5
+        expected = _pruned_cost(pruned, example, block) / 1e3 + 5
         assert table.predict(kept)[0] == pytest.approx(expected, rel=1e-6 if unit == 1 else 0.02)
 
 
 def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
-    monkeypatch.setattr(latency, "_time_module", lambda m, *a: 1.0)
-    monkeypatch.setattr(latency, "time_model", lambda model, shape, b, d, r=20: 50.0)
+    monkeypatch.setattr(
+        latency, "measure", lambda probes, *a: [50.0 if p.shape is None else 1.0 for p in probes]
+    )
     model = _model("vgg14").eval()
     s = Structure(model, torch.zeros(1, 3, 16, 16))
     table = build_table(s, 4, torch.device("cpu"), progress=False)
@@ -84,35 +93,69 @@ def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
     assert cache_path(dict(key, batch=64), tmp_path) != path  # another batch, another table
 
 
-def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
-    """Repeated measurements whose fastest two keep disagreeing stop the build with one line;
-    when the fastest two agree, the fastest is the time."""
-    import itertools
+def test_a_drift_of_the_whole_machine_cancels_between_calls_measured_together():
+    """Calls 1 : 2 : 4 ms measured while the machine runs 1x, 2x, then 1.5x slower round by
+    round: their times keep the ratio and nothing is left of the drift; one call alone keeps
+    its spread (nothing to compare the drift with): the standard error of its median."""
+    speed = np.array([1.0, 2.0, 1.5, 1.0, 2.0])
+    samples = np.array([[1.0], [2.0], [4.0]]) * speed
+    ms, spread = latency.drift_free(samples)
+    assert ms / ms[0] == pytest.approx([1.0, 2.0, 4.0]) and spread == pytest.approx(0.0)
+    _, alone = latency.drift_free(samples[:1])
+    assert alone == pytest.approx(1.253 * (2.0 - 1.0) / 1.349 / np.sqrt(5) / 1.5)
 
+
+def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
+    """Calls whose times move apart from round to round (not the whole machine: each its own
+    way) are measured again, and refused in one line after TRIES; a quiet try is accepted."""
     from smoea.errors import SmoeaError
 
-    drifting = itertools.cycle([1.0, 2.0, 1.5, 3.0, 2.5])
-    monkeypatch.setattr(latency, "_sampled_median", lambda *a: next(drifting))
+    rng = np.random.default_rng(0)
+    noisy = lambda makers, calls, device, rounds, progress: rng.uniform(1, 3, (2, rounds))  # noqa: E731
+    monkeypatch.setattr(latency, "_rounds", noisy)
+    makers = [lambda: lambda: None] * 2
     with pytest.raises(SmoeaError, match="too noisy"):
-        latency._median_ms(lambda: None, torch.device("cpu"), 8)
-    two_states = itertools.cycle([1.3, 1.0, 1.05, 1.4, 0.98])  # the fastest two agree
-    monkeypatch.setattr(latency, "_sampled_median", lambda *a: next(two_states))
-    assert latency._median_ms(lambda: None, torch.device("cpu"), 8) == 0.98
+        latency.time_together(makers, torch.device("cpu"))
+    quiet = np.array([[1.0] * 9, [3.0] * 9]) * rng.uniform(1, 2, 9)  # only the machine drifts
+    tries = iter([rng.uniform(1, 3, (2, 9)), quiet])
+    monkeypatch.setattr(latency, "_rounds", lambda *a: next(tries))
+    first, second = latency.time_together(makers, torch.device("cpu"))
+    assert second / first == pytest.approx(3.0)
 
 
-def _deterministic_timing(monkeypatch):
-    """Module times from _cost (bilinear in the channels), the whole model 5 ms more (the
-    table's constant rest)."""
+def test_time_models_measures_each_model_as_deployed(monkeypatch):
+    """Real timing of two tiny models together (the noise check off: other tests may run
+    beside it): a positive time for each, and the models themselves are left as they were
+    (the BatchNorm folded in a copy)."""
+    monkeypatch.setattr(latency, "NOISE", float("inf"))
+    torch.manual_seed(0)
+    models = [_model("vgg14").eval(), _model("resnet20").eval()]
+    before = [copy.deepcopy(m.state_dict()) for m in models]
+    ms = latency.time_models(models, (3, 16, 16), 2, torch.device("cpu"))
+    assert len(ms) == 2 and all(t > 0 for t in ms)
+    for m, state in zip(models, before):
+        assert any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+        assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
 
-    def fake_time(m, shape, frac_in, frac_out, batch, device, repeats):
-        return _cost(latency.scaled_module(m, frac_in, frac_out), shape) / 1e3
 
-    def fake_model(model, image_shape, batch, device, repeats=20):
-        shapes = latency._input_shapes(model, torch.zeros(1, *image_shape))
-        return sum(_cost(m, shapes[m]) for m in shapes) / 1e3 + 5.0
+def _deterministic_timing(monkeypatch, block: int = 1):
+    """Module times from _cost (bilinear in the channels, in blocks of `block` output
+    channels), a whole model 5 ms more (the table's constant rest): what `latency.measure`
+    gives for every probe, on a device whose channel block is `block`."""
 
-    monkeypatch.setattr(latency, "_time_module", fake_time)
-    monkeypatch.setattr(latency, "time_model", fake_model)
+    def fake_measure(probes, batch, device, image_shape, rounds=None, progress=False):
+        ms = []
+        for p in probes:
+            if p.shape is None:
+                shapes = latency._input_shapes(p.module, torch.zeros(1, *image_shape))
+                ms.append(sum(_cost(m, shapes[m], block) for m in shapes) / 1e3 + 5.0)
+            else:
+                scaled = latency.scaled_module(p.module, p.frac_in, p.frac_out)
+                ms.append(_cost(scaled, p.shape, block) / 1e3)
+        return ms
+
+    monkeypatch.setattr(latency, "measure", fake_measure)
+    monkeypatch.setattr(latency, "channel_block", lambda device: block)
 
 
 def _cache_exact_table(model, splits):
@@ -184,24 +227,30 @@ def test_the_prune_command_records_predicted_and_measured_latency(
     assert measured["ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
 
 
-def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float):
+def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float, drift=1.0):
     """Prune trained_tiny to 0.6 of its latency with an exact table, while every measurement of
-    a pruned model comes out `factor` times the table's; returns the report, config and log."""
+    a pruned model comes out `factor` times the table's, and the machine gets `drift` times
+    slower at each measurement; returns the report, config and log."""
     from smoea.pipeline import PruneConfig, prune
     from smoea.train import TrainConfig
 
     monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
     _deterministic_timing(monkeypatch)
-    exact = latency.time_model
+    exact = latency.measure
     model, splits = trained_tiny
     full = sum(p.numel() for p in model.parameters())
 
-    def slower(m, image_shape, batch, device, repeats=20):
-        pruned = sum(p.numel() for p in m.parameters()) < full
-        return exact(m, image_shape, batch, device) * (factor if pruned else 1.0)
+    def slower(probes, *args, **kwargs):
+        pruned = [
+            p.shape is None and sum(q.numel() for q in p.module.parameters()) < full for p in probes
+        ]
+        ms = exact(probes, *args, **kwargs)
+        speed.append(speed[-1] * drift)
+        return [t * speed[-1] * (factor if cut else 1.0) for t, cut in zip(ms, pruned)]
 
+    speed = [1.0]
     _cache_exact_table(model, splits)
-    monkeypatch.setattr(latency, "time_model", slower)
+    monkeypatch.setattr(latency, "measure", slower)
     config = PruneConfig(
         target_params=None,
         target_latency=0.6,
@@ -222,11 +271,15 @@ def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float):
 @pytest.mark.slow
 def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monkeypatch, tmp_path):
     """The table underestimates the pruned model by 25% here: measured over the target by
-    more than 5%, the model is cut further until the measurement fits."""
-    report, _, _ = _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, 1.25)
+    more than 5%, the model is cut further until the measurement fits. The machine slows down
+    1.5 times between measurements: measured together with the unpruned model, the pruned one's
+    ratio does not see it."""
+    report, _, _ = _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, 1.25, drift=1.5)
     steps = report["latency_refit"]
     assert len(steps) >= 2 and steps[0]["measured_ratio"] > 0.6 * 1.05
     assert steps[-1]["measured_ratio"] <= 0.6 * 1.05
+    # measured together with the unpruned model: 1.25 times the predicted ratio exactly
+    assert steps[0]["measured_ratio"] == pytest.approx(1.25 * steps[0]["predicted_ratio"])
     assert report["latency_ratio"] < 0.6 / 1.2  # the prediction now sits under the target
 
 

@@ -42,7 +42,7 @@ class WholeModel:
 
     s: Structure
     genome: Genome
-    evaluator: object
+    evaluator: object | None  # None for a method that scores no candidate (halp)
     order: list[np.ndarray]
     measure: str
     original: float
@@ -61,14 +61,23 @@ class WholeModel:
         return kept
 
 
-def whole_model(model: nn.Module, splits: Splits, config) -> WholeModel:
-    """Set up a whole-model search on `model` with `config`'s search set and calibration."""
+def whole_model(model: nn.Module, splits: Splits, config, scored: bool = True) -> WholeModel:
+    """Set up a whole-model search on `model` with `config`'s search set and calibration;
+    without `scored`, no evaluator (its search-set features would be computed for nothing)."""
     device = next(model.parameters()).device
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
     base = s.units_per_layer
     floors = [max(1, math.ceil(config.min_keep * u)) for u in base]
     genome = Genome(list(range(len(base))), base.tolist(), floors)
-    evaluator = make_evaluator(
+    evaluator = _evaluator(s, genome, splits, config) if scored else None
+    order = [np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(base))]
+    original = float(s.count(base, config.measure)[0])
+    return WholeModel(s, genome, evaluator, order, config.measure, original)
+
+
+def _evaluator(s: Structure, genome: Genome, splits: Splits, config):
+    """SMOEA's evaluator over the whole model: the same search set, calibration and f1."""
+    return make_evaluator(
         s,
         genome,
         draw_subset(splits.val, config.search_size, config.seed),
@@ -78,9 +87,6 @@ def whole_model(model: nn.Module, splits: Splits, config) -> WholeModel:
         config.eval_batch_size,
         calibration_set(splits.train, config.calibration_images, config.seed),
     )
-    order = [np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(base))]
-    original = float(s.count(base, config.measure)[0])
-    return WholeModel(s, genome, evaluator, order, config.measure, original)
 
 
 def _bisect(fits, lo: float, hi: float, steps: int = 40) -> float:
@@ -160,7 +166,7 @@ def halp(model: nn.Module, splits: Splits, config) -> dict:
     latency with a latency table: HALP's latency-aware knapsack), down to the target. No
     candidate is scored: the cost model alone decides, as in HALP."""
     start = time.perf_counter()
-    w = whole_model(model, splits, config)
+    w = whole_model(model, splits, config, scored=False)
     floors = np.array(w.genome.min_keep)
     kept = knapsack(w.s, floors, w.fraction, config.target)
     kept = w.finish(kept, config.target)
@@ -211,7 +217,7 @@ def _scaled(w: WholeModel, ratios: np.ndarray, target: float) -> np.ndarray | No
 
 def _info(w: WholeModel, start: float, kept: np.ndarray, extra: dict) -> dict:
     return {
-        "evaluations": w.evaluator.evaluations,
+        "evaluations": w.evaluator.evaluations if w.evaluator else 0,
         "seconds": time.perf_counter() - start,
         "counts": kept.tolist(),
         **extra,

@@ -10,14 +10,19 @@ interpolated at its kept counts, plus the measured time of everything else (acti
 pooling, additions), measured whole at a few uniform widths and interpolated by the activation
 volume. A table holds for one device, torch version, thread
 count, input shape and batch size; it is cached on disk under that key and reused.
+
+Everything a table needs is timed in the same interleaved rounds (`time_together`): a shared
+machine's speed drifts (here by 20-100% within minutes), and timing one layer after another
+let that drift into the differences between layers; measured together, each round divided by
+that round's speed, the drift cancels, and the uncertainty left is checked against NOISE.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import statistics
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,19 +35,30 @@ import torch.nn as nn
 
 from smoea.errors import SmoeaError
 
-FORMAT = 3  # of the tables and their timing; a table of another format is measured again
+FORMAT = 5  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
 REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at for the rest
-NOISE = 0.10  # the two fastest repeated measurements differing more than this are redone
-REPEATED = 5  # measurements of one point, each the median of its samples
-TRIES = 3  # rounds of repeated measurements before their noise stops the build
+ROUNDS = 9  # interleaved rounds: every point measured gets one sample per round
+WARMUP = 2  # calls before each sample (a fresh module's first calls set up its kernels)
+BURSTS = 3  # timings per sample, the fastest kept
+NOISE = (
+    0.05  # a time's relative standard error (from its spread across rounds) above this is redone
+)
+TRIES = 3  # sets of rounds before their noise stops the measurement
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
 
 @dataclass
 class Term:
     """One module's time (ms) on a grid: rows the input owner's kept units, columns the
-    output owner's (a single row or column where no layer owns that side)."""
+    output owner's (a single row or column where no layer owns that side).
+
+    Output channels cost in steps: a kernel works on blocks of `step` output units (16
+    channels with AVX-512), and a count between two multiples costs as much as the multiple
+    above, or more (measured here: a 3x3 convolution with 50-62 output channels ran slower than
+    with 64, 36-46 like 48 plus 20%). So counts that are multiples of `step` (and the full
+    count) are read from `units_b`/`ms`, the others from `odd_b`/`ms_odd` at the multiple above
+    them, where a count inside that block was timed. `step` 1: no steps."""
 
     name: str
     a: int  # input owner (a layer index; n_layers for none)
@@ -50,15 +66,26 @@ class Term:
     units_a: list[int]
     units_b: list[int]
     ms: list[list[float]]
+    step: int = 1
+    odd_b: list[int] = field(default_factory=list)  # the block's multiple each odd count stands for
+    ms_odd: list[list[float]] = field(default_factory=list)
 
     def at(self, kept_a: np.ndarray, kept_b: np.ndarray) -> np.ndarray:
         """Bilinear interpolation of the grid at each row's kept counts."""
-        ms = np.asarray(self.ms)
-        along_b = np.stack([np.interp(kept_b, self.units_b, row) for row in ms])  # (A, P)
+        along_b = self._along_b(np.asarray(kept_b, dtype=np.float64))  # (A, P)
         if len(self.units_a) == 1:
             return along_b[0]
         cols = [np.interp(kept_a[p], self.units_a, along_b[:, p]) for p in range(len(kept_b))]
         return np.array(cols)
+
+    def _along_b(self, kept_b: np.ndarray) -> np.ndarray:
+        aligned = np.stack([np.interp(kept_b, self.units_b, row) for row in self.ms])
+        if not self.odd_b:
+            return aligned
+        block = np.ceil(kept_b / self.step) * self.step
+        odd = np.stack([np.interp(block, self.odd_b, row) for row in self.ms_odd])
+        is_odd = (kept_b % self.step != 0) & (kept_b < self.units_b[-1])
+        return np.where(is_odd, odd, aligned)
 
 
 @dataclass
@@ -201,84 +228,141 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def channel_block(device: torch.device) -> int:
+    """Output channels a kernel works on at once here (oneDNN pads to it: 16 floats with
+    AVX-512, else 8; 8 on a GPU, the tensor cores' multiple)."""
+    if device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return 16
+    return 8
+
+
 def build_table(
-    structure, batch: int, device: torch.device, repeats: int = 10, progress: bool = True
+    structure, batch: int, device: torch.device, rounds: int = ROUNDS, progress: bool = True
 ) -> LatencyTable:
     """Time every convolution and linear layer of the structure's model on a grid of its
-    owners' kept counts, and the whole folded model; see the module docstring."""
-    from tqdm import tqdm
-
-    from smoea.structure import _depthwise, _owners
-
+    owners' kept counts, the whole folded model and copies of it cut to REST_WIDTHS, all in
+    the same interleaved rounds (so the machine's drift hits them alike); see the module
+    docstring."""
     model = structure.model.eval()
-    out_owner, in_owner, _ = _owners(structure)
-    inputs = _input_shapes(model, structure.example)
-    units = [int(u) for u in structure.units_per_layer]
-    none = len(units)
-    modules = [
-        (name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    table = LatencyTable(table_key(structure, batch, device), units)
-    for name, m in tqdm(modules, desc="latency table", disable=not progress, leave=False):
-        if m not in inputs:  # not called on the example
-            continue
-        a, b = in_owner.get(m, none), out_owner.get(m, none)
-        if _depthwise(m):  # one axis: its channels follow one layer
-            a, b = none, (b if b != none else a)
-        grid_a, grid_b = _grid(units, a), _grid(units, b)
-        ms = [
-            [
-                _time_module(
-                    m,
-                    inputs[m],
-                    _fraction(ua, units, a),
-                    _fraction(ub, units, b),
-                    batch,
-                    device,
-                    repeats,
-                )
-                for ub in grid_b
-            ]
-            for ua in grid_a
-        ]
-        table.terms.append(Term(name, a, b, grid_a, grid_b, ms))
-    table.full_ms = time_model(model, structure.example.shape[1:], batch, device, repeats)
-    table.rest_ms = table.full_ms - float(sum(np.asarray(t.ms)[-1, -1] for t in table.terms))
+    terms, probes = _layer_probes(structure, channel_block(device))
+    rest = _rest_models(structure)
+    probes += [Probe(model)] + [Probe(cut) for _, cut in rest]
+    ms = iter(measure(probes, batch, device, structure.example.shape[1:], rounds, progress))
+    for t in terms:
+        rows = [[next(ms) for _ in t.units_b + t.odd_b] for _ in t.units_a]
+        t.ms = [row[: len(t.units_b)] for row in rows]
+        t.ms_odd = [row[len(t.units_b) :] for row in rows]
+    table = LatencyTable(
+        table_key(structure, batch, device), [int(u) for u in structure.units_per_layer]
+    )
+    table.terms = terms
+    table.full_ms = next(ms)
+    table.rest_ms = table.full_ms - float(sum(t.ms[-1][-1] for t in terms))
     table.volume = [float(np.prod(layer.spatial)) for layer in structure.layers]
+    volume, units = np.asarray(table.volume), np.asarray(table.units)
     table.rest_points = [[1.0, table.rest_ms]] + [
-        _rest_at(structure, table, width, batch, device, repeats) for width in REST_WIDTHS
+        [float(kept @ volume / (units @ volume)), next(ms) - float(table.layers_ms(kept)[0])]
+        for kept, _ in rest
     ]
     return table
 
 
-def _rest_at(structure, table: LatencyTable, width: float, batch, device, repeats) -> list:
-    """[activation volume fraction, ms of everything else] of a copy of the model cut to
-    `width` of every layer (the strongest units by L1), measured whole."""
+@dataclass(eq=False)
+class Probe:
+    """One thing a table times: a fresh convolution or linear layer like `module` with its
+    channels at kept fractions (`shape`: its input at batch 1), or (no shape) a whole model."""
+
+    module: nn.Module
+    shape: tuple | None = None
+    frac_in: float = 1.0
+    frac_out: float = 1.0
+
+
+def _layer_probes(structure, align: int) -> tuple[list[Term], list[Probe]]:
+    """Each convolution and linear layer's term (its grids, times still empty) and the probes
+    that time its grid points, row by row: the aligned grid, then the odd one."""
+    from smoea.structure import _depthwise, _owners
+
+    model = structure.model
+    out_owner, in_owner, _ = _owners(structure)
+    inputs = _input_shapes(model, structure.example)
+    units = [int(u) for u in structure.units_per_layer]
+    none = len(units)
+    terms, probes = [], []
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.Linear)) or m not in inputs:  # not called
+            continue
+        a, b = in_owner.get(m, none), out_owner.get(m, none)
+        if _depthwise(m):  # one axis: its channels follow one layer
+            a, b = none, (b if b != none else a)
+        step = _step(m, units, b, align)
+        grid_a, grid_b = _grid(units, a), _grid(units, b, step)
+        odd_b, odd_counts = _odd_grid(grid_b, step)
+        terms.append(Term(name, a, b, grid_a, grid_b, [], step, odd_b, []))
+        probes += [
+            Probe(m, inputs[m], _fraction(ua, units, a), _fraction(ub, units, b))
+            for ua in grid_a
+            for ub in grid_b + odd_counts
+        ]
+    return terms, probes
+
+
+def _step(m: nn.Module, units: list[int], owner: int, align: int) -> int:
+    """The output owner's units per block of `align` output channels of `m` (1: no steps, where
+    units do not map evenly onto channels)."""
+    if owner >= len(units) or units[owner] == 1:
+        return 1
+    channels = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+    if channels % units[owner]:
+        return 1
+    return align // math.gcd(align, channels // units[owner])
+
+
+def _odd_grid(grid_b: list[int], step: int) -> tuple[list[int], list[int]]:
+    """Where counts that are not multiples of `step` are timed: for each grid multiple, one
+    count inside the block below it (half a block down), and the full count's block."""
+    if step == 1:
+        return [], []
+    blocks = sorted({int(math.ceil(c / step)) * step for c in grid_b})
+    full = grid_b[-1]
+    counts = [min(block - step // 2, full - 1) for block in blocks]
+    return blocks, counts
+
+
+def _rest_models(structure) -> list[tuple[np.ndarray, nn.Module]]:
+    """(kept units per layer, model) for copies of the model cut to each of REST_WIDTHS of
+    every layer (the strongest units by L1): where everything else is measured."""
     import copy
 
     from smoea.structure import Structure
 
-    model = copy.deepcopy(structure.model)
     names = [layer.name for layer in structure.layers]
-    s = Structure(model, structure.example, layer_names=names)
-    masks = {}
-    for i, layer in enumerate(s.layers):
-        k = max(1, int(round(width * layer.units)))
-        masks[i] = np.isin(np.arange(layer.units), np.argsort(-s.l1_norms(i))[:k])
-    kept = s.kept_from_masks(masks)
-    s.remove(masks)
-    measured = time_model(model, structure.example.shape[1:], batch, device, repeats)
-    volume = np.asarray(table.volume)
-    fraction = float(kept @ volume / (np.asarray(table.units) @ volume))
-    return [fraction, measured - float(table.layers_ms(kept)[0])]
+    cuts = []
+    for width in REST_WIDTHS:
+        model = copy.deepcopy(structure.model)
+        s = Structure(model, structure.example, layer_names=names)
+        masks = {}
+        for i, layer in enumerate(s.layers):
+            k = max(1, int(round(width * layer.units)))
+            masks[i] = np.isin(np.arange(layer.units), np.argsort(-s.l1_norms(i))[:k])
+        kept = s.kept_from_masks(masks)
+        s.remove(masks)
+        cuts.append((kept, model))
+    return cuts
 
 
-def _grid(units: list[int], owner: int) -> list[int]:
-    """GRID kept counts from one unit to all of them (one point: no owner)."""
+def _grid(units: list[int], owner: int, step: int = 1) -> list[int]:
+    """GRID kept counts up to all of them, multiples of `step` (from one unit where `step` is
+    1; one point: no owner)."""
     if owner >= len(units):
         return [1]
     full = units[owner]
-    return sorted({int(round(c)) for c in np.linspace(1, full, GRID)})
+    if step == 1:
+        return sorted({int(round(c)) for c in np.linspace(1, full, GRID)})
+    if full < step:
+        return [full]
+    blocks = np.linspace(1, full // step, GRID)
+    return sorted({int(round(k)) * step for k in blocks} | {full})
 
 
 def _fraction(count: int, units: list[int], owner: int) -> float:
@@ -304,19 +388,6 @@ def _input_shapes(model: nn.Module, example: torch.Tensor) -> dict:
     return shapes
 
 
-def _time_module(m, shape, frac_in: float, frac_out: float, batch, device, repeats) -> float:
-    """A fresh module like `m` with its channels scaled (a folded BatchNorm: a bias), timed on
-    an input already on the device."""
-    module = scaled_module(m, frac_in, frac_out).eval().to(device)
-    if isinstance(m, nn.Linear):
-        x = torch.randn(batch, *shape[:-1], module.in_features, device=device)
-    else:
-        x = torch.randn(batch, module.in_channels, *shape[1:], device=device)
-        module = module.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    return _median_ms(lambda: module(x), device, repeats)
-
-
 def scaled_module(m: nn.Module, frac_in: float, frac_out: float) -> nn.Module:
     """A fresh Conv2d or Linear like `m` with its input and output channels at the given kept
     fractions (a depthwise convolution's follow its output; a grouped one's stay multiples of
@@ -336,53 +407,122 @@ def _scaled(channels: int, frac: float, multiple: int) -> int:
     return max(multiple, int(round(channels * frac / multiple)) * multiple)
 
 
-def time_model(model: nn.Module, image_shape, batch: int, device, repeats: int = 20) -> float:
-    """Median ms of the model as deployed: eval mode, BatchNorm folded, channels_last."""
-    from smoea.deploy import fold_batchnorm
-
-    folded = fold_batchnorm(model.eval()).to(device).to(memory_format=torch.channels_last)
-    x = torch.randn(batch, *image_shape, device=device).contiguous(
-        memory_format=torch.channels_last
+def measure(
+    probes: list[Probe], batch: int, device, image_shape, rounds: int = ROUNDS, progress=False
+) -> list[float]:
+    """ms per call of each probe at `batch`, as deployed (eval mode, BatchNorm folded,
+    channels_last), measured together in interleaved rounds (see time_together)."""
+    return time_together(
+        [_maker(p, batch, device, image_shape) for p in probes], device, rounds, progress
     )
-    return _median_ms(lambda: folded(x), device, repeats)
+
+
+def _maker(probe: Probe, batch: int, device, image_shape):
+    """A function that sets up the probe's call: a layer is made afresh each round (one at a
+    time in memory), a whole model folded once."""
+    if probe.shape is None:
+        from smoea.deploy import fold_batchnorm
+
+        folded = fold_batchnorm(probe.module.eval()).to(device)
+        folded = folded.to(memory_format=torch.channels_last)
+        x = torch.randn(batch, *image_shape, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return lambda: lambda: folded(x)
+
+    def make():
+        module = scaled_module(probe.module, probe.frac_in, probe.frac_out).eval().to(device)
+        if isinstance(module, nn.Linear):
+            x = torch.randn(batch, *probe.shape[:-1], module.in_features, device=device)
+            return lambda: module(x)
+        x = torch.randn(batch, module.in_channels, *probe.shape[1:], device=device)
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return lambda: module(x)
+
+    return make
+
+
+def time_models(models: list[nn.Module], image_shape, batch: int, device) -> list[float]:
+    """ms per call of each model as deployed, measured together (interleaved rounds): their
+    ratios hold even on a machine whose speed drifts (a pruned model against its baseline)."""
+    return measure([Probe(m) for m in models], batch, device, image_shape)
+
+
+def time_model(model: nn.Module, image_shape, batch: int, device, rounds: int = ROUNDS) -> float:
+    """ms per call of the model as deployed: eval mode, BatchNorm folded, channels_last."""
+    return measure([Probe(model)], batch, device, image_shape, rounds)[0]
+
+
+def time_together(makers: list, device: torch.device, rounds: int = ROUNDS, progress=False):
+    """ms per call of each of several calls (each `makers[i]()` sets one up), in the same
+    `rounds`: every round takes one sample of each, in a shuffled order, and is divided by
+    that round's speed (the machine's: how much slower or faster than usual the calls ran),
+    so a drift of the whole machine cancels; each time is the median over rounds. This
+    machine's speed moved by 20-100% within minutes, while ratios between calls measured
+    together held. Where the times' standard error (the median over calls; from their spread
+    across rounds) is above NOISE, all are measured again, TRIES times at most, then refused
+    in one line."""
+    calls = [_calls_per_sample(make(), device) for make in makers]  # also a warm-up
+    for _ in range(TRIES):
+        samples = _rounds(makers, calls, device, rounds, progress)
+        ms, error = drift_free(samples)
+        if error <= NOISE:
+            return ms.tolist()
+    raise SmoeaError(
+        f"latency measurements too noisy to trust: the times' standard error is {error:.0%} "
+        f"(from their spread across {rounds} rounds; more than {NOISE:.0%}) in {TRIES} tries; "
+        "run nothing else while measuring"
+    )
+
+
+def _rounds(makers: list, calls: list[int], device, rounds: int, progress) -> np.ndarray:
+    """Samples (ms per call) of each call in each round: rows calls, columns rounds."""
+    from tqdm import tqdm
+
+    samples = np.empty((len(makers), rounds))
+    with tqdm(total=rounds * len(makers), desc="latency", disable=not progress, leave=False) as bar:
+        for r in range(rounds):
+            for i in np.random.default_rng(r).permutation(len(makers)):
+                samples[i, r] = _sample(makers[i](), device, calls[i])
+                bar.update()
+    return samples
+
+
+def drift_free(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """Each row's time (median over rounds) after dividing each round by its speed (the median
+    over rows of sample over row median; with one row, no division), and how well the times
+    are known: the median over rows of the median's relative standard error, from the spread
+    left across rounds (interquartile range / 1.349 estimates a normal spread's sigma; a
+    median's standard error is 1.253 sigma / sqrt(rounds))."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if len(samples) > 1:
+        usual = np.median(samples, axis=1, keepdims=True)
+        speed = np.exp(np.median(np.log(samples / usual), axis=0, keepdims=True))
+        samples = samples / speed
+    ms = np.median(samples, axis=1)
+    q75, q25 = np.percentile(samples, [75, 25], axis=1)
+    sigma = (q75 - q25) / 1.349
+    return ms, float(np.median(1.253 * sigma / np.sqrt(samples.shape[1]) / ms))
 
 
 @torch.inference_mode()
-def _median_ms(run, device: torch.device, repeats: int, warmup: int = 3) -> float:
-    """Wall time of one call in ms, in the machine's fastest steady state: the lowest of
-    REPEATED measurements, each the median of `repeats` samples (a sample times enough calls to
-    last SAMPLE_MS: a small layer's single call is too short to time alone). A shared machine
-    moves between states (here small layers ran 0.057 or 0.08 ms, minutes apart), so the
-    lowest two measurements must agree within NOISE; else all are taken again, TRIES times at
-    most, then refused in one line."""
-    calls = _calls_per_sample(run, device)
-    for _ in range(TRIES):
-        medians = sorted(
-            _sampled_median(run, device, repeats, warmup, calls) for _ in range(REPEATED)
-        )
-        spread = (medians[1] - medians[0]) / medians[0]
-        if spread <= NOISE:
-            return medians[0]
-    raise SmoeaError(
-        f"latency measurements too noisy to trust: the two fastest of {REPEATED} repeated "
-        f"measurements differ by {spread:.0%} (more than {NOISE:.0%}) in {TRIES} tries; run "
-        "nothing else while measuring"
-    )
-
-
-def _sampled_median(run, device: torch.device, repeats: int, warmup: int, calls: int) -> float:
-    times = []
-    for i in range(warmup + repeats):
+def _sample(run, device: torch.device, calls: int) -> float:
+    """ms per call, after WARMUP calls: the fastest of BURSTS timings of `calls` calls (a
+    timing the scheduler interrupted is not the call's time)."""
+    for _ in range(WARMUP):
+        run()
+    best = float("inf")
+    for _ in range(BURSTS):
         _sync(device)
         start = time.perf_counter()
         for _ in range(calls):
             run()
         _sync(device)
-        if i >= warmup:
-            times.append(1000 * (time.perf_counter() - start) / calls)
-    return statistics.median(times)
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / calls
 
 
+@torch.inference_mode()
 def _calls_per_sample(run, device: torch.device) -> int:
     """Calls that take about SAMPLE_MS together (at least one), from a short trial."""
     run()

@@ -383,6 +383,12 @@ class _Run:
         first = None if resume is not None else Structure(model, self.example)
         self.elementwise = None if first is None else first.elementwise
         self.latency = self._latency_table(first, resume)
+        # the unpruned model, to measure the pruned one against it together (the machine's
+        # speed drifts between the start and the end of a run); a resumed run has only the
+        # baseline's time measured at its start
+        self.unpruned = None
+        if config.target_latency is not None and resume is None:
+            self.unpruned = copy.deepcopy(model)
         self.report = resume or self._plan(first)
         self.layer_names = self.report.get("layer_names")
         self.original = self.report["original"]
@@ -517,16 +523,27 @@ class _Run:
         return steps
 
     def _measure_latency(self, s: Structure, baseline_ms: float) -> dict:
-        """The model measured as deployed at the latency batch, against its prediction."""
-        from smoea.latency import time_model
+        """The model measured as deployed at the latency batch, together with the unpruned
+        model where the run has it (else against the baseline's time measured at the start),
+        beside its prediction."""
+        from smoea.latency import time_model, time_models
 
+        shape, batch = self.example.shape[1:], self.cfg.latency_batch
         try:
-            ms = time_model(self.model, self.example.shape[1:], self.cfg.latency_batch, self.device)
+            if self.unpruned is not None:
+                models = [self.unpruned, self.model]
+                baseline_ms, ms = time_models(models, shape, batch, self.device)
+            else:
+                ms = time_model(self.model, shape, batch, self.device)
         except SmoeaError as exc:  # too noisy: keep the model as it is, say so
             self.log(f"note: the pruned model's latency was not measured: {exc}")
             return {"error": str(exc)}
-        kept = s.units_per_layer
-        return {"measured_ratio": ms / baseline_ms, "predicted_ratio": self._fraction(s, kept)}
+        return {
+            "measured_ratio": ms / baseline_ms,
+            "predicted_ratio": self._fraction(s, s.units_per_layer),
+            "ms": ms,
+            "baseline_ms": baseline_ms,
+        }
 
     def _cut_for_latency(self, s: Structure, step: dict) -> bool:
         """Cut the model to the predicted latency that should measure at the target; False
