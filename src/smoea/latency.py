@@ -41,9 +41,8 @@ REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at
 ROUNDS = 9  # interleaved rounds: every point measured gets one sample per round
 WARMUP = 2  # calls before each sample (a fresh module's first calls set up its kernels)
 BURSTS = 3  # timings per sample, the fastest kept
-NOISE = (
-    0.05  # a time's relative standard error (from its spread across rounds) above this is redone
-)
+# a time's relative standard error (from its spread across rounds) above this is measured again
+NOISE = 0.05
 TRIES = 3  # sets of rounds before their noise stops the measurement
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
@@ -55,10 +54,10 @@ class Term:
 
     Output channels cost in steps: a kernel works on blocks of `step` output units (16
     channels with AVX-512), and a count between two multiples costs as much as the multiple
-    above, or more (measured here: a 3x3 convolution with 50-62 output channels ran slower than
-    with 64, 36-46 like 48 plus 20%). So counts that are multiples of `step` (and the full
-    count) are read from `units_b`/`ms`, the others from `odd_b`/`ms_odd` at the multiple above
-    them, where a count inside that block was timed. `step` 1: no steps."""
+    above, or more (benchmarks/channel_steps.py: a 3x3 convolution with 50-62 output channels
+    ran slower than with 64, 36-46 like 48 plus 14%). So counts that are multiples of `step`
+    (and the full count) are read from `units_b`/`ms`, the others from `odd_b`/`ms_odd` at the
+    multiple above them, where a count inside that block was timed. `step` 1: no steps."""
 
     name: str
     a: int  # input owner (a layer index; n_layers for none)
