@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import re
 import time
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from smoea import distributed, latency
+from smoea import distributed, latency, matching
 from smoea.allocations import halp, ratio_search, sensitivity
 from smoea.baselines import (
     CRITERIA,
@@ -36,8 +38,11 @@ METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
 PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
 ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search", "halp")
+# SMOEA with a MAC target, the MAC ratio found so that it measures at the latency target
+LATENCY_ONLY = ("smoea-macs",)
 VARIANTS = (
     "smoea",
+    *LATENCY_ONLY,
     *AT_SMOEA,
     *PROGRESSIVE,
     *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS),
@@ -56,8 +61,8 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-3:])} (a criterion may "
-            "carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
+            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-3:] + LATENCY_ONLY)} "
+            "(a criterion may carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
         )
     chosen = set()
     for name in names:
@@ -100,6 +105,11 @@ def compare(
     ):
         raise SmoeaError(
             "smoea compare runs the two objectives of the paper (error or loss, params)"
+        )
+    if config.target_latency is None and set(variants) & set(LATENCY_ONLY):
+        raise SmoeaError(
+            "smoea-macs needs --target-latency: it is SMOEA with the MAC target that measures "
+            "at that latency"
         )
     runs: dict[str, list[dict]] = {}
     with latency.active(_latency_table(make_model, splits, config, device, log)):
@@ -169,7 +179,9 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
     pruned = None
     try:
         teacher = make_model() if cfg.distill else None  # the unpruned baseline teaches
-        result, pruned = run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
+        result, pruned = _run_matched(
+            name, make_model, splits, cfg, device, smoea_run, teacher, log
+        )
         result.update(_measured_with_baseline(pruned, make_model, splits))
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -185,6 +197,66 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
         tmp.write_text(json.dumps(result, indent=2))
         tmp.replace(path)
     return result
+
+
+def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log):
+    """run_method; at a latency target, at the setting (the method's predicted latency target,
+    or smoea-macs's MAC target) whose pruning, without fine-tuning, measures within
+    matching.MATCH_TOLERANCE of the target: methods are compared at the same measured latency,
+    not at the same prediction of an imperfect latency model. The -at-smoea methods keep
+    SMOEA's counts, so its latency. Exact with fine-tuning only after the last group (the
+    default); fine-tuning between groups can change what later groups cut."""
+    if cfg.target_latency is None or name in AT_SMOEA:
+        return run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
+
+    def prune_at(setting: float) -> nn.Module:
+        at = _at_setting(cfg, name, setting)
+        dry = replace(
+            at, finetune=replace(at.finetune, epochs=0), final=replace(at.final, epochs=0)
+        )
+        with _pruning_only():
+            runs = _scaled_budgets(smoea_run, setting, cfg)
+            return run_method(name, make_model(), splits, dry, device, runs)[1]
+
+    def ratio_of(model: nn.Module) -> float | None:
+        return _measured_with_baseline(model, make_model, splits).get("measured_latency_ratio")
+
+    r = cfg.target_latency
+    setting, tries = matching.match(prune_at, ratio_of, r, start=r)
+    log(f"seed {cfg.seed} {name}: setting {setting:.4f} measures nearest {r} ({len(tries)} tries)")
+    at, runs = _at_setting(cfg, name, setting), _scaled_budgets(smoea_run, setting, cfg)
+    result, pruned = run_method(name, make_model(), splits, at, device, runs, teacher)
+    result["latency_match"] = {"setting": setting, "tries": tries}
+    return result, pruned
+
+
+def _at_setting(cfg: PruneConfig, name: str, setting: float) -> PruneConfig:
+    """The method's config at `setting`: smoea-macs's MAC target, else its latency target."""
+    if name in LATENCY_ONLY:
+        return replace(cfg, target_latency=None, target_macs=setting, latency_refit=False)
+    return replace(cfg, target_latency=setting)
+
+
+def _scaled_budgets(smoea_run: dict | None, setting: float, cfg: PruneConfig) -> dict | None:
+    """SMOEA's run with its group budgets scaled to `setting` (a -progressive method follows
+    them: the same plan, brought to its own measured latency)."""
+    if not smoea_run or not smoea_run.get("group_budgets"):
+        return smoea_run
+    scale = setting / cfg.target_latency
+    return {**smoea_run, "group_budgets": [min(1.0, b * scale) for b in smoea_run["group_budgets"]]}
+
+
+# inside _pruning_only(): a method's run is measured for its latency alone (no accuracy)
+_PRUNING_ONLY = contextvars.ContextVar("pruning_only", default=False)
+
+
+@contextlib.contextmanager
+def _pruning_only():
+    token = _PRUNING_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _PRUNING_ONLY.reset(token)
 
 
 def _settings(cfg: PruneConfig) -> dict:
@@ -244,7 +316,7 @@ def run_method(
     the figures and the pruned model. With `cfg.distill`, `teacher` (the unpruned baseline)
     teaches every method's fine-tuning."""
     model.to(device).eval()
-    if name == "smoea":
+    if name in ("smoea", *LATENCY_ONLY):
         return _run_smoea(model, splits, cfg, device, teacher)
     distill = cfg.distillation(teacher)
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
@@ -321,7 +393,7 @@ def _run_smoea(model, splits, cfg, device, teacher):
         model,
         splits.train,
         splits.val,
-        replace(cfg, latency_refit=False),  # every method is held to the same predicted latency
+        replace(cfg, latency_refit=False),  # _run_matched brings every method to the target
         device,
         splits.mean,
         splits.std,
@@ -397,7 +469,10 @@ def _schedule_record(schedule: list[tuple[int, TrainConfig]]) -> list[dict]:
 
 def _measure(model, splits, cfg, device, extra: dict) -> tuple[dict, nn.Module]:
     """Accuracies after pruning and fine-tuning (validation outside SMOEA's search set is the
-    fair one between methods) and sizes; returned with the model."""
+    fair one between methods) and sizes; returned with the model. Inside _pruning_only(),
+    only the model (no accuracy is measured: nothing is chosen by it)."""
+    if _PRUNING_ONLY.get():
+        return extra, model
     held_out = outside_subset(splits.val, cfg.search_size, cfg.seed)
     figures = model_figures(model, splits, device, held_out)
     return {**figures, **_latency_figures(model, splits, cfg), **extra}, model
@@ -465,11 +540,11 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             "held_out_val_accuracy_mean": _mean_of(ok, "held_out_val_accuracy"),
             "drop": float(baseline["test_accuracy"] - acc.mean()),
             **{k: _mean_of(ok, k) for k in SUMMED if all(k in r for r in ok)},
+            "measured_latency_ratio_std": _std_of(ok, "measured_latency_ratio"),
             "seeds": [r["seed"] for r in ok],
             "failed_seeds": [r["seed"] for r in results if "failed" in r],
             "runs": results,
         }
-    sizes = [m[config.measure] for m in methods.values() if config.measure in m]
     return {
         "baseline": baseline,
         "target_params": config.target_params,
@@ -478,8 +553,24 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
         "measure": config.measure,
         "config": config.as_dict(),
         "methods": methods,
-        f"{config.measure}_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes),
+        **_sizes_agree(runs, methods, config),
     }
+
+
+def _sizes_agree(runs: dict[str, list[dict]], methods: dict, config: PruneConfig) -> dict:
+    """Whether every method reached the same size: its count within 1% of each other's, or at a
+    latency target every run measured within matching.MATCH_TOLERANCE of it."""
+    if config.measure == "latency":
+        ok = [r for rs in runs.values() for r in rs if "failed" not in r]
+        ratios = [r.get("measured_latency_ratio") for r in ok]
+        return {"measured_latency_agrees": matching.within_tolerance(ratios, config.target_latency)}
+    sizes = [m[config.measure] for m in methods.values() if config.measure in m]
+    return {f"{config.measure}_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes)}
+
+
+def _std_of(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return float(np.std(values, ddof=1)) if len(values) == len(runs) > 1 else None
 
 
 def _mean_of(runs: list[dict], key: str) -> float | None:
@@ -523,19 +614,35 @@ def _latency_lines(result: dict) -> list[str]:
     lines = [
         "",
         f"Latency (ms, as deployed; baseline predicted {b['latency']:.2f}; each pruned model "
-        "measured together with the baseline):",
+        "measured together with the baseline; setting: the target the method was given so that "
+        "it measures at the comparison's, mean over seeds):",
         "",
-        "| method | predicted ms | measured ms | measured ratio to the baseline |",
-        "|---|---|---|---|",
+        "| method | setting | predicted ms | measured ms | measured ratio to the baseline "
+        "(mean ± std) |",
+        "|---|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         if "latency" in m:
-            ratio = m.get("measured_latency_ratio")
+            ratio, spread = m.get("measured_latency_ratio"), m.get("measured_latency_ratio_std")
             ratio = "" if ratio is None else f"{ratio:.4f}"
+            ratio += "" if spread is None or not ratio else f" ± {spread:.4f}"
             lines.append(
-                f"| {name} | {m['latency']:.2f} | {_ms(m.get('measured_latency'))} | {ratio} |"
+                f"| {name} | {_setting(m)} | {m['latency']:.2f} | "
+                f"{_ms(m.get('measured_latency'))} | {ratio} |"
             )
+    if "measured_latency_agrees" in result:
+        agrees = "yes" if result["measured_latency_agrees"] else "no"
+        lines += [
+            "",
+            f"Every run measured within {matching.MATCH_TOLERANCE:.0%} of the target: {agrees}.",
+        ]
     return lines
+
+
+def _setting(m: dict) -> str:
+    """The mean matched setting over seeds (a MAC ratio for smoea-macs), blank if none."""
+    found = [r["latency_match"]["setting"] for r in m["runs"] if "latency_match" in r]
+    return f"{np.mean(found):.4f}" if found else ""
 
 
 def _ms(value: float | None) -> str:
@@ -544,7 +651,7 @@ def _ms(value: float | None) -> str:
 
 def _target_text(result: dict) -> str:
     if result.get("measure") == "latency":
-        return f"{result['target_latency']} of the latency (predicted)"
+        return f"{result['target_latency']} of the latency (measured)"
     if result.get("measure") == "macs":
         return f"{result['target_macs']} of the MACs"
     return f"{result['target_params']} of the parameters"

@@ -79,7 +79,7 @@ class PruneConfig:
         "--latency-batch, as `smoea export` deploys the model (BatchNorm folded)",
     )
     # measured over the latency target by more than LATENCY_SLACK: cut further (compare turns
-    # it off: every method is held to the same predicted latency)
+    # it off: it brings every method to the measured target itself, smoea.matching)
     latency_refit: bool = True
     # batch 1: the latency one request sees, where pruning's speed-up is hardest to get (per-op
     # costs dominate); throughput at large batches follows the MACs more closely

@@ -1,0 +1,60 @@
+"""A method's setting found so that its pruned model measures at a latency target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+# methods compared at a latency target are held within 3% of it, measured: a latency model
+# off by 6-12% (benchmarks/results/latency-model) would otherwise decide the comparison
+MATCH_TOLERANCE = 0.03
+MATCH_TRIES = 4  # prunings measured per method at most (each without fine-tuning)
+SETTING_RANGE = (1e-3, 1.0)  # a setting is a fraction of the baseline's size or latency
+
+
+def match(
+    prune_at: Callable[[float], object],
+    measured_ratio: Callable[[object], float | None],
+    target: float,
+    start: float,
+) -> tuple[float, list[dict]]:
+    """The setting whose pruned model measures nearest `target` (a ratio to the baseline's
+    measured latency), and every try as {"setting", "measured_ratio"}.
+
+    Tries `start`, then a setting moved by the measured miss (proportionally after one try,
+    along the line through the last two after that), until one lands within MATCH_TOLERANCE
+    of the target or MATCH_TRIES ran. A measurement that cannot be trusted (None) ends it."""
+    setting, tries = start, []
+    for _ in range(MATCH_TRIES):
+        ratio = measured_ratio(prune_at(setting))
+        tries.append({"setting": setting, "measured_ratio": ratio})
+        if ratio is None or abs(ratio / target - 1) <= MATCH_TOLERANCE:
+            break
+        setting = next_setting(tries, target)
+        if any(t["setting"] == setting for t in tries):  # pinned at the range's end
+            break
+    measured = [t for t in tries if t["measured_ratio"] is not None]
+    if not measured:
+        return tries[-1]["setting"], tries
+    best = min(measured, key=lambda t: abs(t["measured_ratio"] / target - 1))
+    return best["setting"], tries
+
+
+def next_setting(tries: list[dict], target: float) -> float:
+    """The next setting to try: the secant through the last two tries where they rise with the
+    setting, else the last setting scaled by target / measured; within SETTING_RANGE."""
+    last = tries[-1]
+    setting = last["setting"] * target / last["measured_ratio"]
+    if len(tries) >= 2:
+        before = tries[-2]
+        rise = last["measured_ratio"] - before["measured_ratio"]
+        run = last["setting"] - before["setting"]
+        if run != 0 and rise / run > 0:
+            setting = last["setting"] + (target - last["measured_ratio"]) * run / rise
+    return float(min(max(setting, SETTING_RANGE[0]), SETTING_RANGE[1]))
+
+
+def within_tolerance(ratios: list[float | None], target: float) -> bool:
+    """Whether every measured ratio lies within MATCH_TOLERANCE of the target."""
+    return bool(ratios) and all(
+        r is not None and abs(r / target - 1) <= MATCH_TOLERANCE for r in ratios
+    )

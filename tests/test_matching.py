@@ -1,0 +1,120 @@
+"""Methods compared at a latency target meet it measured, not only as the latency model predicts."""
+
+import copy
+
+import pytest
+import torch
+
+from smoea import compare as compare_module
+from smoea import latency
+from smoea.compare import compare, parse_methods, write_table
+from smoea.errors import SmoeaError
+from smoea.matching import MATCH_TOLERANCE, MATCH_TRIES, match, next_setting, within_tolerance
+from tests.test_compare import tiny_config
+
+TARGET = 0.6
+
+
+def test_match_lands_within_the_tolerance_on_a_bent_curve():
+    """Measured latency that bends away from the setting (a rest that does not shrink, steps):
+    proportional then secant steps land within the tolerance in a few tries."""
+    curve = lambda s: 0.3 + 0.5 * s**1.5  # noqa: E731
+    setting, tries = match(lambda s: s, curve, TARGET, start=TARGET)
+    assert abs(curve(setting) / TARGET - 1) <= MATCH_TOLERANCE
+    assert 2 <= len(tries) <= MATCH_TRIES
+    assert abs(curve(TARGET) / TARGET - 1) > MATCH_TOLERANCE  # the first try had missed
+
+
+def test_match_keeps_the_nearest_try_and_stops_on_an_untrusted_measurement():
+    flat = lambda s: 0.9  # noqa: E731  # nothing the setting does reaches the target
+    setting, tries = match(lambda s: s, flat, TARGET, start=TARGET)
+    assert len(tries) == MATCH_TRIES and all(t["measured_ratio"] == 0.9 for t in tries)
+    assert [t["setting"] for t in tries] == sorted((t["setting"] for t in tries), reverse=True)
+    assert setting == TARGET  # none nearer than the first
+    pinned = lambda s: 0.1  # noqa: E731  # far under: the setting rises to the whole model
+    setting, tries = match(lambda s: s, pinned, TARGET, start=TARGET)
+    assert [t["setting"] for t in tries] == [TARGET, 1.0]  # pinned at the range's end: stop
+    noisy = [0.8, None]
+    setting, tries = match(lambda s: s, lambda s: noisy.pop(0), TARGET, start=TARGET)
+    assert len(tries) == 2 and setting == TARGET  # the one trusted try
+
+
+def test_next_setting_follows_the_secant_and_stays_in_range():
+    tries = [{"setting": 0.5, "measured_ratio": 0.7}, {"setting": 0.4, "measured_ratio": 0.65}]
+    assert next_setting(tries, 0.6) == pytest.approx(0.3)  # the line through both
+    assert next_setting(tries[:1], 0.6) == pytest.approx(0.5 * 0.6 / 0.7)
+    assert next_setting([{"setting": 0.9, "measured_ratio": 0.1}], 0.6) == 1.0
+    assert within_tolerance([0.59, 0.61], 0.6) and not within_tolerance([0.59, None], 0.6)
+    assert not within_tolerance([0.65], 0.6) and not within_tolerance([], 0.6)
+
+
+def _measured_slower(monkeypatch, tmp_path, model, splits, factor: float):
+    """An exact latency table, then every pruned model measures `factor` times its prediction
+    (the latency model is off); the unpruned one measures as predicted."""
+    from tests.test_latency import _cache_exact_table, _deterministic_timing
+
+    monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
+    _deterministic_timing(monkeypatch)
+    exact = latency.measure
+    full = sum(p.numel() for p in model.parameters())
+
+    def slower(probes, *args, **kwargs):
+        ms = exact(probes, *args, **kwargs)
+        cut = [
+            p.shape is None and sum(q.numel() for q in p.module.parameters()) < full for p in probes
+        ]
+        return [t * (factor if c else 1.0) for t, c in zip(ms, cut)]
+
+    _cache_exact_table(model, splits)
+    monkeypatch.setattr(latency, "measure", slower)
+
+
+@pytest.mark.slow
+def test_compare_brings_every_method_to_the_measured_latency_target(
+    trained_tiny, monkeypatch, tmp_path
+):
+    """The latency model underestimates pruned models by 20%: held to the predicted target,
+    every method would measure 20% over it. Matched, every run measures within 3% of it, the
+    MAC-target SMOEA included; the matching prunings measure no accuracy."""
+    model, splits = trained_tiny
+    splits = copy.copy(splits)
+    splits.test = splits.val
+    _measured_slower(monkeypatch, tmp_path, model, splits, 1.2)
+    figures = []
+    real_figures = compare_module.model_figures
+    monkeypatch.setattr(
+        compare_module, "model_figures", lambda *a, **k: figures.append(1) or real_figures(*a, **k)
+    )
+    config = tiny_config(target_params=None, target_latency=TARGET, generations=1)
+    config.finetune.epochs = config.final.epochs = 0
+    methods = parse_methods("smoea,smoea-macs,halp,l1-progressive,l1-at-smoea")
+    result = compare(
+        lambda: copy.deepcopy(model), splits, methods, [0], config, torch.device("cpu"), log=print
+    )
+    assert result["measured_latency_agrees"]
+    for name, m in result["methods"].items():
+        assert "failed" not in m, (name, m)
+        assert abs(m["measured_latency_ratio"] / TARGET - 1) <= MATCH_TOLERANCE, name
+    runs = {name: m["runs"][0] for name, m in result["methods"].items()}
+    assert runs["smoea"]["latency_match"]["tries"][0]["measured_ratio"] > TARGET * 1.1
+    assert runs["smoea"]["latency_match"]["setting"] < TARGET / 1.1  # cut harder than predicted
+    assert "latency_match" not in runs["l1-at-smoea"]  # SMOEA's counts: SMOEA's latency
+    macs = runs["smoea-macs"]["macs"] / result["baseline"]["macs"]
+    assert macs <= runs["smoea-macs"]["latency_match"]["setting"] + 1e-6  # a MAC target
+    assert len(figures) == len(methods) + 1  # each finished run and the baseline, no more
+    table = write_table(result)
+    assert "of the latency (measured)" in table and "measured within 3% of the target: yes" in table
+
+
+def test_smoea_macs_needs_a_latency_target(trained_tiny):
+    model, splits = trained_tiny
+    with pytest.raises(SmoeaError, match="smoea-macs needs --target-latency"):
+        compare(
+            lambda: copy.deepcopy(model),
+            splits,
+            ["smoea", "smoea-macs"],
+            [0],
+            tiny_config(),
+            torch.device("cpu"),
+            log=lambda m: None,
+        )
