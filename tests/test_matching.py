@@ -118,3 +118,14 @@ def test_smoea_macs_needs_a_latency_target(trained_tiny):
             torch.device("cpu"),
             log=lambda m: None,
         )
+
+
+def test_the_compare_command_refuses_smoea_macs_without_a_latency_target(tmp_path, capsys):
+    from smoea.cli import main
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]
+    assert main([*args, "--methods", "smoea,smoea-macs", "--target-macs", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "smoea-macs needs --target-latency" in err and len(err.splitlines()) == 1
+    assert not out.exists()  # refused before anything is written

@@ -70,6 +70,15 @@ def parse_methods(text: str) -> list[str]:
     return [v for v in VARIANTS if v in chosen]
 
 
+def check_methods(variants: list[str], config: PruneConfig) -> None:
+    """Methods that need a setting the comparison lacks are refused before anything runs."""
+    if config.target_latency is None and set(variants) & set(LATENCY_ONLY):
+        raise SmoeaError(
+            "smoea-macs needs --target-latency: it is SMOEA with the MAC target that measures "
+            "at that latency"
+        )
+
+
 def finetune_schedule(config: PruneConfig, n_groups: int) -> list[tuple[int, TrainConfig]]:
     """SMOEA's fine-tuning steps as (step, config): one after each group but the last, then the
     final one. The step numbers seed the data order, so every method sees the same batches."""
@@ -106,11 +115,7 @@ def compare(
         raise SmoeaError(
             "smoea compare runs the two objectives of the paper (error or loss, params)"
         )
-    if config.target_latency is None and set(variants) & set(LATENCY_ONLY):
-        raise SmoeaError(
-            "smoea-macs needs --target-latency: it is SMOEA with the MAC target that measures "
-            "at that latency"
-        )
+    check_methods(variants, config)
     runs: dict[str, list[dict]] = {}
     with latency.active(_latency_table(make_model, splits, config, device, log)):
         for seed in seeds:

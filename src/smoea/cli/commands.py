@@ -463,6 +463,7 @@ def cmd_compare(args) -> None:
     seeds = _parse_seeds(args.seeds)
     config = prune_config(args)
     config.validate()
+    compare.check_methods(variants, config)
     out = Path(args.out)
     guard_compare_out(out, args.force, args.resume)
     device = resolve_device(args.device)
