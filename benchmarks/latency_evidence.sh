@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Issue "Real speed", item 5: the methods at the same measured latency (smoea compare
+# --target-latency brings each to it within 3%), on this CPU: SMOEA with the latency target
+# (smoea), SMOEA with the MAC target that measures there (smoea-macs), halp, sensitivity, and
+# the ablation l1-progressive (SMOEA's latency plan, one L1 ratio per group in place of the
+# search: does NSGA-II earn its place on this cost?).
+#
+# Usage: [SMOEA_EPOCHS=E] bash benchmarks/latency_evidence.sh ARCH BATCH SEEDS [R] [METHODS]
+#   ARCH: vgg14 (the shared w0.5 30-epoch baseline) | resnet20 (the "Beyond one VGG" baseline)
+#   BATCH: the latency batch (1: one request; 64: throughput); R: the latency target (default
+#   0.6); SEEDS: e.g. 0,1,2; METHODS: default smoea,smoea-macs,halp,sensitivity,l1-progressive.
+#   Fine-tuning: E epochs after the last group only (default 3; the vgg14 defaults check used
+#   9), the same for every method, so the matching prunings land exactly where the runs do.
+# Runs go to runs/latency-evidence/ARCH/bBATCH-rR and are reused (--resume); finished runs
+# committed in benchmarks/results/latency-evidence/ARCH/bBATCH-rR/runs are copied there first;
+# when it finishes, compare.md/.json and the run records are copied to that results folder.
+# Run nothing else meanwhile: the latency table, the matching and every run are timed.
+set -euo pipefail
+here=$(dirname "$0")
+arch=${1:?vgg14 or resnet20}
+batch=${2:?BATCH}
+seeds=${3:?SEEDS}
+r=${4:-0.6}
+methods=${5:-smoea,smoea-macs,halp,sensitivity,l1-progressive}
+epochs=${SMOEA_EPOCHS:-3}
+case $arch in
+  vgg14) base=../shared/baselines/vgg14-w05-cifar10/model.pt ;;
+  resnet20) base=$here/results/beyond-vgg/baselines/resnet20/model.pt ;;
+  *) echo "ARCH must be vgg14 or resnet20" >&2; exit 2 ;;
+esac
+name=b$batch-r$r
+if [[ $epochs != 3 ]]; then name=$name-${epochs}e; fi
+out=runs/latency-evidence/$arch/$name
+kept=$here/results/latency-evidence/$arch/$name
+if [[ ! -d $out/runs && -d $kept/runs ]]; then
+  mkdir -p "$out" && cp -r "$kept/runs" "$out/runs"
+fi
+resume=()
+[[ -d $out/runs ]] && resume=(--resume)
+smoea compare --checkpoint "$base" --dataset cifar10 --data ../shared/data/cifar10-jpeg.tar.gz \
+  --target-latency "$r" --latency-batch "$batch" --methods "$methods" --seeds "$seeds" \
+  --genome counts --budget fronts --finetune-epochs 0 --final-epochs "$epochs" \
+  --calibration-images 128 --out "$out" "${resume[@]}"
+mkdir -p "$kept/runs"
+cp "$out/compare.md" "$out/compare.json" "$kept/"
+cp "$out"/runs/*.json "$kept/runs/"
