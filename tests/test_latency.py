@@ -105,6 +105,18 @@ def test_a_drift_of_the_whole_machine_cancels_between_calls_measured_together():
     assert alone == pytest.approx(1.253 * (2.0 - 1.0) / 1.349 / np.sqrt(5) / 1.5)
 
 
+def test_a_noisy_critical_call_is_not_hidden_by_many_quiet_ones():
+    """A table's whole-model rows are few among many layer points: one whose rounds spread
+    widely counts (its own standard error), not only the median row's."""
+    rng = np.random.default_rng(1)
+    quiet = np.ones((50, 9)) * rng.uniform(1, 1.01, (50, 9))
+    quiet[-1] *= np.array([1, 1, 1, 1, 2, 2, 2, 2, 2])  # the whole model, hit in 5 of 9 rounds
+    _, error = latency.drift_free(quiet)
+    assert error < latency.NOISE
+    _, error = latency.drift_free(quiet, critical=[49])
+    assert error > latency.NOISE
+
+
 def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
     """Calls whose times move apart from round to round (not the whole machine: each its own
     way) are measured again, and refused in one line after TRIES; a quiet try is accepted."""
@@ -143,7 +155,7 @@ def _deterministic_timing(monkeypatch, block: int = 1):
     channels), a whole model 5 ms more (the table's constant rest): what `latency.measure`
     gives for every probe, on a device whose channel block is `block`."""
 
-    def fake_measure(probes, batch, device, image_shape, rounds=None, progress=False):
+    def fake_measure(probes, batch, device, image_shape, rounds=None, progress=False, critical=()):
         ms = []
         for p in probes:
             if p.shape is None:

@@ -44,6 +44,7 @@ def test_next_setting_follows_the_secant_and_stays_in_range():
     assert next_setting(tries, 0.6) == pytest.approx(0.3)  # the line through both
     assert next_setting(tries[:1], 0.6) == pytest.approx(0.5 * 0.6 / 0.7)
     assert next_setting([{"setting": 0.9, "measured_ratio": 0.1}], 0.6) == 1.0
+    assert next_setting([{"setting": 0.5, "measured_ratio": 0.9}], 0.6, lowest=0.45) == 0.45
     assert within_tolerance([0.59, 0.61], 0.6) and not within_tolerance([0.59, None], 0.6)
     assert not within_tolerance([0.65], 0.6) and not within_tolerance([], 0.6)
 
@@ -104,6 +105,30 @@ def test_compare_brings_every_method_to_the_measured_latency_target(
     assert len(figures) == len(methods) + 1  # each finished run and the baseline, no more
     table = write_table(result)
     assert "of the latency (measured)" in table and "measured within 3% of the target: yes" in table
+
+
+@pytest.mark.slow
+def test_a_miss_past_the_minimum_widths_stops_there_and_the_run_stands(
+    trained_tiny, monkeypatch, tmp_path
+):
+    """Every pruned model measures 3 times its prediction: no setting reaches the target, and
+    one below the minimum widths would fail the method; it stops at the minimum instead."""
+    model, splits = trained_tiny
+    splits = copy.copy(splits)
+    splits.test = splits.val
+    _measured_slower(monkeypatch, tmp_path, model, splits, 3.0)
+    config = tiny_config(target_params=None, target_latency=TARGET, generations=1, min_keep=0.5)
+    config.finetune.epochs = config.final.epochs = 0
+    result = compare(
+        lambda: copy.deepcopy(model), splits, ["halp"], [0], config, torch.device("cpu"), log=print
+    )
+    run = result["methods"]["halp"]["runs"][0]
+    assert "failed" not in run, run
+    settings = [t["setting"] for t in run["latency_match"]["tries"]]
+    assert min(settings) > 0.01 and settings[-1] == min(settings)  # stopped at the minimum
+    assert len(set(settings)) == len(settings)  # the minimum tried once, then it stopped
+    assert not result["measured_latency_agrees"]  # said, not hidden
+    assert "measured within 3% of the target: no" in write_table(result)
 
 
 def test_smoea_macs_needs_a_latency_target(trained_tiny):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import math
 import re
 import time
 import traceback
@@ -226,13 +227,24 @@ def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log)
     def ratio_of(model: nn.Module) -> float | None:
         return _measured_with_baseline(model, make_model, splits).get("measured_latency_ratio")
 
-    r = cfg.target_latency
-    setting, tries = matching.match(prune_at, ratio_of, r, start=r)
+    r, lowest = cfg.target_latency, _lowest_setting(make_model, splits, cfg, name, device)
+    setting, tries = matching.match(prune_at, ratio_of, r, start=max(r, lowest), lowest=lowest)
     log(f"seed {cfg.seed} {name}: setting {setting:.4f} measures nearest {r} ({len(tries)} tries)")
     at, runs = _at_setting(cfg, name, setting), _scaled_budgets(smoea_run, setting, cfg)
     result, pruned = run_method(name, make_model(), splits, at, device, runs, teacher)
     result["latency_match"] = {"setting": setting, "tries": tries}
     return result, pruned
+
+
+def _lowest_setting(make_model, splits: Splits, cfg: PruneConfig, name: str, device) -> float:
+    """The smallest setting the method can be given: every layer at its minimum width (a
+    measured miss must not push a method's target below what it can reach)."""
+    model = make_model().to(device).eval()
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    floors = np.array([max(1, math.ceil(cfg.min_keep * u)) for u in s.units_per_layer])
+    measure = "macs" if name in LATENCY_ONLY else "latency"
+    lowest = s.count(floors, measure)[0] / s.count(s.units_per_layer, measure)[0]
+    return float(lowest) * 1.001  # counted the same way as the method's own check
 
 
 def _at_setting(cfg: PruneConfig, name: str, setting: float) -> PruneConfig:

@@ -246,7 +246,11 @@ def build_table(
     terms, probes = _layer_probes(structure, channel_block(device))
     rest = _rest_models(structure)
     probes += [Probe(model)] + [Probe(cut) for _, cut in rest]
-    ms = iter(measure(probes, batch, device, structure.example.shape[1:], rounds, progress))
+    # the whole models are few against thousands of layer points, and the rest is taken from
+    # them alone: each must be known within NOISE, not only the median point (a build on this
+    # VM once measured the whole model 2x slow while the median point was quiet)
+    wholes = range(len(probes) - 1 - len(rest), len(probes))
+    ms = iter(measure(probes, batch, device, structure.example.shape[1:], rounds, progress, wholes))
     for t in terms:
         rows = [[next(ms) for _ in t.units_b + t.odd_b] for _ in t.units_a]
         t.ms = [row[: len(t.units_b)] for row in rows]
@@ -407,13 +411,18 @@ def _scaled(channels: int, frac: float, multiple: int) -> int:
 
 
 def measure(
-    probes: list[Probe], batch: int, device, image_shape, rounds: int = ROUNDS, progress=False
+    probes: list[Probe],
+    batch: int,
+    device,
+    image_shape,
+    rounds: int = ROUNDS,
+    progress=False,
+    critical=(),
 ) -> list[float]:
     """ms per call of each probe at `batch`, as deployed (eval mode, BatchNorm folded,
     channels_last), measured together in interleaved rounds (see time_together)."""
-    return time_together(
-        [_maker(p, batch, device, image_shape) for p in probes], device, rounds, progress
-    )
+    makers = [_maker(p, batch, device, image_shape) for p in probes]
+    return time_together(makers, device, rounds, progress, critical)
 
 
 def _maker(probe: Probe, batch: int, device, image_shape):
@@ -452,19 +461,21 @@ def time_model(model: nn.Module, image_shape, batch: int, device, rounds: int = 
     return measure([Probe(model)], batch, device, image_shape, rounds)[0]
 
 
-def time_together(makers: list, device: torch.device, rounds: int = ROUNDS, progress=False):
+def time_together(
+    makers: list, device: torch.device, rounds: int = ROUNDS, progress=False, critical=()
+):
     """ms per call of each of several calls (each `makers[i]()` sets one up), in the same
     `rounds`: every round takes one sample of each, in a shuffled order, and is divided by
     that round's speed (the machine's: how much slower or faster than usual the calls ran),
     so a drift of the whole machine cancels; each time is the median over rounds. This
     machine's speed moved by 20-100% within minutes, while ratios between calls measured
     together held. Where the times' standard error (the median over calls; from their spread
-    across rounds) is above NOISE, all are measured again, TRIES times at most, then refused
-    in one line."""
+    across rounds) is above NOISE, or that of any call in `critical` (indexes), all are
+    measured again, TRIES times at most, then refused in one line."""
     calls = [_calls_per_sample(make(), device) for make in makers]  # also a warm-up
     for _ in range(TRIES):
         samples = _rounds(makers, calls, device, rounds, progress)
-        ms, error = drift_free(samples)
+        ms, error = drift_free(samples, critical)
         if error <= NOISE:
             return ms.tolist()
     raise SmoeaError(
@@ -487,12 +498,13 @@ def _rounds(makers: list, calls: list[int], device, rounds: int, progress) -> np
     return samples
 
 
-def drift_free(samples: np.ndarray) -> tuple[np.ndarray, float]:
+def drift_free(samples: np.ndarray, critical=()) -> tuple[np.ndarray, float]:
     """Each row's time (median over rounds) after dividing each round by its speed (the median
     over rows of sample over row median; with one row, no division), and how well the times
     are known: the median over rows of the median's relative standard error, from the spread
     left across rounds (interquartile range / 1.349 estimates a normal spread's sigma; a
-    median's standard error is 1.253 sigma / sqrt(rounds))."""
+    median's standard error is 1.253 sigma / sqrt(rounds)); or the largest of the rows in
+    `critical` where that is larger."""
     samples = np.asarray(samples, dtype=np.float64)
     if len(samples) > 1:
         usual = np.median(samples, axis=1, keepdims=True)
@@ -501,7 +513,8 @@ def drift_free(samples: np.ndarray) -> tuple[np.ndarray, float]:
     ms = np.median(samples, axis=1)
     q75, q25 = np.percentile(samples, [75, 25], axis=1)
     sigma = (q75 - q25) / 1.349
-    return ms, float(np.median(1.253 * sigma / np.sqrt(samples.shape[1]) / ms))
+    error = 1.253 * sigma / np.sqrt(samples.shape[1]) / ms
+    return ms, float(max([np.median(error), *error[list(critical)]]))
 
 
 @torch.inference_mode()

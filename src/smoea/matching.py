@@ -16,20 +16,22 @@ def match(
     measured_ratio: Callable[[object], float | None],
     target: float,
     start: float,
+    lowest: float = SETTING_RANGE[0],
 ) -> tuple[float, list[dict]]:
     """The setting whose pruned model measures nearest `target` (a ratio to the baseline's
     measured latency), and every try as {"setting", "measured_ratio"}.
 
     Tries `start`, then a setting moved by the measured miss (proportionally after one try,
     along the line through the last two after that), until one lands within MATCH_TOLERANCE
-    of the target or MATCH_TRIES ran. A measurement that cannot be trusted (None) ends it."""
+    of the target or MATCH_TRIES ran; never below `lowest` (what the method's minimum widths
+    reach). A measurement that cannot be trusted (None) ends it."""
     setting, tries = start, []
     for _ in range(MATCH_TRIES):
         ratio = measured_ratio(prune_at(setting))
         tries.append({"setting": setting, "measured_ratio": ratio})
         if ratio is None or abs(ratio / target - 1) <= MATCH_TOLERANCE:
             break
-        setting = next_setting(tries, target)
+        setting = next_setting(tries, target, lowest)
         if any(t["setting"] == setting for t in tries):  # pinned at the range's end
             break
     measured = [t for t in tries if t["measured_ratio"] is not None]
@@ -39,9 +41,9 @@ def match(
     return best["setting"], tries
 
 
-def next_setting(tries: list[dict], target: float) -> float:
+def next_setting(tries: list[dict], target: float, lowest: float = SETTING_RANGE[0]) -> float:
     """The next setting to try: the secant through the last two tries where they rise with the
-    setting, else the last setting scaled by target / measured; within SETTING_RANGE."""
+    setting, else the last setting scaled by target / measured; from `lowest` to 1."""
     last = tries[-1]
     setting = last["setting"] * target / last["measured_ratio"]
     if len(tries) >= 2:
@@ -50,7 +52,7 @@ def next_setting(tries: list[dict], target: float) -> float:
         run = last["setting"] - before["setting"]
         if run != 0 and rise / run > 0:
             setting = last["setting"] + (target - last["measured_ratio"]) * run / rise
-    return float(min(max(setting, SETTING_RANGE[0]), SETTING_RANGE[1]))
+    return float(min(max(setting, lowest, SETTING_RANGE[0]), SETTING_RANGE[1]))
 
 
 def within_tolerance(ratios: list[float | None], target: float) -> bool:
