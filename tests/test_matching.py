@@ -45,6 +45,11 @@ def test_next_setting_follows_the_secant_and_stays_in_range():
     assert next_setting(tries[:1], 0.6) == pytest.approx(0.5 * 0.6 / 0.7)
     assert next_setting([{"setting": 0.9, "measured_ratio": 0.1}], 0.6) == 1.0
     assert next_setting([{"setting": 0.5, "measured_ratio": 0.9}], 0.6, lowest=0.45) == 0.45
+    # the tries of smoea-macs at batch 1 on resnet20 (MAC ratio -> measured latency ratio):
+    # once 0.195 fell below 0.8 and 0.549 stayed above, the next lies between them
+    seen = [(0.8, 0.947), (0.676, 0.984), (0.549, 0.936), (0.195, 0.701)]
+    seen = [{"setting": s, "measured_ratio": m} for s, m in seen]
+    assert next_setting(seen, 0.8) == pytest.approx(0.195 + (0.099 / 0.235) * 0.354)
     assert within_tolerance([0.59, 0.61], 0.6) and not within_tolerance([0.59, None], 0.6)
     assert not within_tolerance([0.65], 0.6) and not within_tolerance([], 0.6)
 

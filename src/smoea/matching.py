@@ -7,7 +7,9 @@ from collections.abc import Callable
 # methods compared at a latency target are held within 3% of it, measured: a latency model
 # off by 6-12% (benchmarks/results/latency-model) would otherwise decide the comparison
 MATCH_TOLERANCE = 0.03
-MATCH_TRIES = 4  # prunings measured per method at most (each without fine-tuning)
+# prunings measured per method at most (each without fine-tuning): a MAC target at batch 1
+# took 4 tries to bracket the latency target (its latency is flat, then falls, in the MACs)
+MATCH_TRIES = 6
 SETTING_RANGE = (1e-3, 1.0)  # a setting is a fraction of the baseline's size or latency
 
 
@@ -21,8 +23,8 @@ def match(
     """The setting whose pruned model measures nearest `target` (a ratio to the baseline's
     measured latency), and every try as {"setting", "measured_ratio"}.
 
-    Tries `start`, then a setting moved by the measured miss (proportionally after one try,
-    along the line through the last two after that), until one lands within MATCH_TOLERANCE
+    Tries `start`, then a setting moved by the measured miss (see next_setting), until one
+    lands within MATCH_TOLERANCE
     of the target or MATCH_TRIES ran; never below `lowest` (what the method's minimum widths
     reach). A measurement that cannot be trusted (None) ends it."""
     setting, tries = start, []
@@ -42,11 +44,19 @@ def match(
 
 
 def next_setting(tries: list[dict], target: float, lowest: float = SETTING_RANGE[0]) -> float:
-    """The next setting to try: the secant through the last two tries where they rise with the
-    setting, else the last setting scaled by target / measured; from `lowest` to 1."""
+    """The next setting to try, from `lowest` to 1: once tries measured on both sides of the
+    target, the line between the nearest on each side; before, the secant through the last
+    two where they rise with the setting, else the last setting scaled by target / measured."""
     last = tries[-1]
     setting = last["setting"] * target / last["measured_ratio"]
-    if len(tries) >= 2:
+    above = [t for t in tries if t["measured_ratio"] > target]
+    below = [t for t in tries if t["measured_ratio"] < target]
+    if above and below:
+        hi = min(above, key=lambda t: t["measured_ratio"])
+        lo = max(below, key=lambda t: t["measured_ratio"])
+        share = (target - lo["measured_ratio"]) / (hi["measured_ratio"] - lo["measured_ratio"])
+        setting = lo["setting"] + share * (hi["setting"] - lo["setting"])
+    elif len(tries) >= 2:
         before = tries[-2]
         rise = last["measured_ratio"] - before["measured_ratio"]
         run = last["setting"] - before["setting"]
