@@ -11,7 +11,8 @@
 #   0.6); SEEDS: e.g. 0,1,2; METHODS: default smoea,smoea-macs,halp,sensitivity,l1-progressive.
 #   Fine-tuning: E epochs after the last group only (default 3; the vgg14 defaults check used
 #   9), the same for every method, so the matching prunings land exactly where the runs do.
-# Runs go to runs/latency-evidence/ARCH/bBATCH-rR and are reused (--resume); finished runs
+# Runs go to runs/latency-evidence/ARCH/bBATCH-rR (with each pruned model, to measure it again)
+# and are reused (--resume); finished runs
 # committed in benchmarks/results/latency-evidence/ARCH/bBATCH-rR/runs are copied there first;
 # when it finishes, compare.md/.json and the run records are copied to that results folder.
 # Run nothing else meanwhile: the latency table, the matching and every run are timed.
@@ -40,7 +41,7 @@ resume=()
 smoea compare --checkpoint "$base" --dataset cifar10 --data ../shared/data/cifar10-jpeg.tar.gz \
   --target-latency "$r" --latency-batch "$batch" --methods "$methods" --seeds "$seeds" \
   --genome counts --budget fronts --finetune-epochs 0 --final-epochs "$epochs" \
-  --calibration-images 128 --out "$out" "${resume[@]}"
+  --calibration-images 128 --save-models --out "$out" "${resume[@]}"
 mkdir -p "$kept/runs"
 cp "$out/compare.md" "$out/compare.json" "$kept/"
 cp "$out"/runs/*.json "$kept/runs/"

@@ -450,10 +450,12 @@ def _maker(probe: Probe, batch: int, device, image_shape):
     return make
 
 
-def time_models(models: list[nn.Module], image_shape, batch: int, device) -> list[float]:
+def time_models(
+    models: list[nn.Module], image_shape, batch: int, device, rounds: int = ROUNDS
+) -> list[float]:
     """ms per call of each model as deployed, measured together (interleaved rounds): their
     ratios hold even on a machine whose speed drifts (a pruned model against its baseline)."""
-    return measure([Probe(m) for m in models], batch, device, image_shape)
+    return measure([Probe(m) for m in models], batch, device, image_shape, rounds)
 
 
 def time_model(model: nn.Module, image_shape, batch: int, device, rounds: int = ROUNDS) -> float:
