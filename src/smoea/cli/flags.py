@@ -216,7 +216,7 @@ def _compare_parser(p: argparse.ArgumentParser) -> None:
         "lamp, sensitivity, ratio-search, halp, whole-nsga2 (default: smoea, the six criteria and "
         "whole-nsga2); with --target-latency also smoea-macs (SMOEA with the MAC target that "
         "measures at that latency). At a latency target every method is brought to it measured "
-        "(within 3%): its own target is searched by pruning without fine-tuning and measuring",
+        "(within 3%%): its own target is searched by pruning without fine-tuning and measuring",
     )
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1,2 (default 0,1)")
     _run_dir(p, "directory for compare.json/.md/.png and runs/", required=True)
