@@ -15,7 +15,6 @@ images and f1) and end with the same fill up to the target as whole-model NSGA-I
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from smoea.data import Splits, calibration_set, draw_subset
 from smoea.errors import SmoeaError
 from smoea.search import Genome, make_evaluator
 from smoea.select import fit_to_budget
-from smoea.structure import Structure
+from smoea.structure import Structure, minimum_units
 
 SENSITIVITY_POINTS = 10  # keep ratios measured per layer
 
@@ -67,7 +66,7 @@ def whole_model(model: nn.Module, splits: Splits, config, scored: bool = True) -
     device = next(model.parameters()).device
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
     base = s.units_per_layer
-    floors = [max(1, math.ceil(config.min_keep * u)) for u in base]
+    floors = minimum_units(base, config.min_keep)
     genome = Genome(list(range(len(base))), base.tolist(), floors)
     evaluator = _evaluator(s, genome, splits, config) if scored else None
     order = [np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(base))]

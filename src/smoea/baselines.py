@@ -15,7 +15,7 @@ from smoea.data import Splits, batches, draw_subset
 from smoea.errors import SmoeaError
 from smoea.search import GroupProblem, run_nsga2
 from smoea.select import choose, fit_to_budget
-from smoea.structure import Structure
+from smoea.structure import Structure, minimum_units
 
 CRITERIA = ("l1", "l2", "fpgm", "taylor", "bn-scale", "random")
 RANKINGS = ("uniform", "global")
@@ -121,7 +121,7 @@ def criterion_prune(
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
     normalizer = None if ranking == "global-raw" else "mean"
     scores = filter_scores(s, criterion, splits, seed, normalizer)
-    floors = [max(1, math.ceil(min_keep * u)) for u in s.units_per_layer]
+    floors = minimum_units(s.units_per_layer, min_keep)
     keep_fn = uniform_keep if ranking == "uniform" else global_keep
     original = s.count(s.units_per_layer, measure)[0]
 
@@ -244,7 +244,7 @@ def criterion_progressive(
     first = Structure(model, example)
     measure = config.measure
     original = first.count(first.units_per_layer, measure)[0]
-    floors = [max(1, math.ceil(config.min_keep * u)) for u in first.units_per_layer]
+    floors = minimum_units(first.units_per_layer, config.min_keep)
     reached, used, tuning = [], [], 0.0
     for g, (layers, budget) in enumerate(zip(groups, budgets)):
         s = Structure(model, example)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-import math
 import re
 import time
 import traceback
@@ -32,7 +31,7 @@ from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
 from smoea.report import model_figures, versions
-from smoea.structure import Structure, plan_groups
+from smoea.structure import Structure, minimum_units, plan_groups
 from smoea.train import TrainConfig, train, what_ran
 
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
@@ -241,7 +240,7 @@ def _lowest_setting(make_model, splits: Splits, cfg: PruneConfig, name: str, dev
     measured miss must not push a method's target below what it can reach)."""
     model = make_model().to(device).eval()
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    floors = np.array([max(1, math.ceil(cfg.min_keep * u)) for u in s.units_per_layer])
+    floors = np.array(minimum_units(s.units_per_layer, cfg.min_keep))
     measure = "macs" if name in LATENCY_ONLY else "latency"
     lowest = s.count(floors, measure)[0] / s.count(s.units_per_layer, measure)[0]
     return float(lowest) * 1.001  # counted the same way as the method's own check

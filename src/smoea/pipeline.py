@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,7 +35,13 @@ from smoea.search import (
     run_nsga2,
 )
 from smoea.select import RULES, choose, fit_to_budget
-from smoea.structure import Structure, allowed_counts, plan_groups, round_count
+from smoea.structure import (
+    Structure,
+    allowed_counts,
+    minimum_units,
+    plan_groups,
+    round_count,
+)
 from smoea.train import (
     DISTILL_TEMPERATURE,
     DISTILL_WEIGHT,
@@ -422,7 +427,7 @@ class _Run:
             "filters_before": full.tolist(),
             "layer_names": [layer.name for layer in first.layers],
             "group_layers": groups,
-            "min_keep": [max(1, math.ceil(self.cfg.min_keep * u)) for u in full],
+            "min_keep": minimum_units(full, self.cfg.min_keep),
             "distill": self._distill_record(),
             "latency_table": None if self.latency is None else asdict(self.latency),
             "measured_baseline": self._measured_baseline(first),

@@ -116,6 +116,11 @@ def _unmaskable(s: Structure, i: int, module: nn.Module, output: torch.Tensor) -
     )
 
 
+def minimum_units(units, min_keep: float) -> list[int]:
+    """The fewest units each layer may keep: `min_keep` of its units, rounded up, at least one."""
+    return [max(1, math.ceil(min_keep * int(u))) for u in units]
+
+
 def allowed_counts(units: int, round_to: int = 1, low: int = 1) -> np.ndarray:
     """Kept counts a layer may have: multiples of `round_to` from `low` up, and all its units.
 
