@@ -316,3 +316,29 @@ def test_the_refit_stops_at_the_minimum_widths_and_skips_another_machine(
     assert run._refit_latency() == [
         {"skipped": "the baseline was measured on another machine or thread count"}
     ]
+
+
+def test_gpu_bursts_are_timed_between_cuda_events(monkeypatch):
+    """On a GPU a burst's time is the stream's, between two CUDA events (runs here on a fake
+    event: the host clock would give microseconds, not the events' 7 ms a call)."""
+    calls, recorded = [], []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.at = None
+
+        def record(self):
+            recorded.append(self)
+            self.at = len(calls)
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return 7.0 * (end.at - self.at)
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(latency, "_sync", lambda device: None)
+    ms = latency._burst_ms(lambda: calls.append(1), torch.device("cuda"), 4)
+    assert ms == 28.0 and len(recorded) == 2 and len(calls) == 4

@@ -525,27 +525,32 @@ def _sample(run, device: torch.device, calls: int) -> float:
     timing the scheduler interrupted is not the call's time)."""
     for _ in range(WARMUP):
         run()
-    best = float("inf")
-    for _ in range(BURSTS):
+    return min(_burst_ms(run, device, calls) for _ in range(BURSTS)) / calls
+
+
+def _burst_ms(run, device: torch.device, calls: int) -> float:
+    """ms that `calls` calls take: on a GPU between CUDA events recorded on the stream (the
+    kernels' time, without the host's launch gaps before the first), else by the host clock."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         _sync(device)
-        start = time.perf_counter()
+        start.record()
         for _ in range(calls):
             run()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 1000 * best / calls
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return 1000 * (time.perf_counter() - start)
 
 
 @torch.inference_mode()
 def _calls_per_sample(run, device: torch.device) -> int:
     """Calls that take about SAMPLE_MS together (at least one), from a short trial."""
     run()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(3):
-        run()
-    _sync(device)
-    once = (time.perf_counter() - start) / 3 * 1000
+    once = _burst_ms(run, device, 3) / 3
     return max(1, min(1000, int(SAMPLE_MS / max(once, 1e-6))))
 
 
