@@ -32,7 +32,7 @@ from torch import nn
 from smoea import checkpoint
 from smoea.deploy import fold_batchnorm
 from smoea.errors import SmoeaError
-from smoea.latency import Probe, _maker, time_together
+from smoea.latency import time_models, time_together
 from smoea.models import build_model, make_arch
 from smoea.report import versions
 from smoea.structure import Structure
@@ -75,12 +75,11 @@ def fresh_maker(model: nn.Module, batch: int):
 def ratio(base: nn.Module, pruned: nn.Module, way: str, batch: int, rounds: int) -> float | None:
     cpu = torch.device("cpu")
     models = [copy.deepcopy(base), copy.deepcopy(pruned)]  # new memory, as compare has
-    if way == "once":
-        makers = [_maker(Probe(m), batch, cpu, SHAPE) for m in models]
-    else:
-        makers = [fresh_maker(m, batch) for m in models]
     try:
-        base_ms, ms = time_together(makers, cpu, rounds)
+        if way == "once":  # compare's own call
+            base_ms, ms = time_models(models, SHAPE, batch, cpu, rounds)
+        else:
+            base_ms, ms = time_together([fresh_maker(m, batch) for m in models], cpu, rounds)
     except SmoeaError:  # too noisy (compare would record no ratio): counted as refused
         return None
     return ms / base_ms
