@@ -438,12 +438,13 @@ def test_every_method_meets_a_latency_target_with_one_table(tiny_splits, monkeyp
         assert m["measured_latency"] == pytest.approx(m["latency"], rel=1e-6)  # exact stand-in
         # measured together with a baseline: the same ratio as the prediction's
         assert m["measured_latency_ratio"] == pytest.approx(m["latency"] / base, rel=1e-6)
+        assert m["measured_latency_repeat_std"] == pytest.approx(0.0, abs=1e-9)
     assert result["measured_latency_agrees"] and result["measure"] == "latency"
     assert result["methods"]["halp"]["evaluations"] == 0  # the cost model alone decides
     assert result["methods"]["sensitivity"]["evaluations"] > 0
     table = write_table(result)
     assert "of the latency" in table and "| l1-uniform | " in table.split("Latency (ms")[1]
-    assert "measured ratio to the baseline" in table
+    assert "measured ratio to the baseline" in table and "std of one measurement" in table
     assert len(list((tmp_path / "latency").glob("*.json"))) == 1  # one table, for every method
 
 

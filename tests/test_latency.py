@@ -216,6 +216,30 @@ def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
 
 
 @pytest.mark.slow
+def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkeypatch):
+    """time_ratio measures the pair REPEATS times afresh and averages the ratios; a
+    measurement too noisy to keep is left out, and only when all were is the ratio refused."""
+    from smoea.errors import SmoeaError
+
+    noisy = SmoeaError("latency measurements too noisy to trust")
+    script = iter([[10.0, 8.0], noisy, [20.0, 14.0], [10.0, 9.0]])
+
+    def scripted(models, *args):
+        answer = next(script)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(latency, "time_models", scripted)
+    m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", repeats=4)
+    assert m["ratios"] == pytest.approx([0.8, 0.7, 0.9])
+    assert m["ratio"] == pytest.approx(0.8)
+    assert m["ms"] == pytest.approx(31 / 3) and m["baseline_ms"] == pytest.approx(40 / 3)
+    monkeypatch.setattr(latency, "time_models", lambda *a: (_ for _ in ()).throw(noisy))
+    with pytest.raises(SmoeaError, match="too noisy"):
+        latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", repeats=3)
+
+
 def test_the_prune_command_records_predicted_and_measured_latency(
     tmp_path, image_archive, baseline, monkeypatch
 ):
@@ -237,6 +261,7 @@ def test_the_prune_command_records_predicted_and_measured_latency(
     # the stand-in timing is exact, so what was measured is what the table predicted
     assert measured["pruned_ms"] == pytest.approx(measured["predicted_pruned_ms"], rel=1e-6)
     assert measured["ratio"] == pytest.approx(report["latency_ratio"], rel=1e-6)
+    assert len(measured["ratios"]) == latency.REPEATS  # each measurement kept beside the mean
 
 
 def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float, drift=1.0):

@@ -513,22 +513,22 @@ MEASURE_ROUNDS = 3 * latency.ROUNDS
 def _measured_with_baseline(pruned: nn.Module, make_model, splits: Splits) -> dict:
     """With a latency table active: the pruned model and a fresh baseline measured together
     as deployed at the table's batch (the machine's drift cancels in their ratio; methods run
-    minutes or hours apart); nothing where the measurement was too noisy to keep."""
+    minutes or hours apart), the ratio averaged over latency.REPEATS measurements; nothing
+    where every measurement was too noisy to keep."""
     table = latency.current()
     if table is None:
         return {}
     device = next(pruned.parameters()).device
-    baseline = make_model().to(device)
+    baseline, batch = make_model().to(device), table.key["batch"]
     try:
-        base_ms, ms = latency.time_models(
-            [baseline, pruned], splits.image_shape, table.key["batch"], device, MEASURE_ROUNDS
-        )
+        m = latency.time_ratio(baseline, pruned, splits.image_shape, batch, device, MEASURE_ROUNDS)
     except SmoeaError:  # too noisy: the run stands, its measurement is missing
         return {"measured_latency": None, "measured_latency_ratio": None}
     return {
-        "measured_latency": ms,
-        "measured_baseline_latency": base_ms,
-        "measured_latency_ratio": ms / base_ms,
+        "measured_latency": m["ms"],
+        "measured_baseline_latency": m["baseline_ms"],
+        "measured_latency_ratio": m["ratio"],
+        "measured_latency_ratios": m["ratios"],
     }
 
 
@@ -562,6 +562,7 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             "drop": float(baseline["test_accuracy"] - acc.mean()),
             **{k: _mean_of(ok, k) for k in SUMMED if all(k in r for r in ok)},
             "measured_latency_ratio_std": _std_of(ok, "measured_latency_ratio"),
+            "measured_latency_repeat_std": _repeat_std(ok),
             "seeds": [r["seed"] for r in ok],
             "failed_seeds": [r["seed"] for r in results if "failed" in r],
             "runs": results,
@@ -592,6 +593,17 @@ def _sizes_agree(runs: dict[str, list[dict]], methods: dict, config: PruneConfig
 def _std_of(runs: list[dict], key: str) -> float | None:
     values = [r[key] for r in runs if r.get(key) is not None]
     return float(np.std(values, ddof=1)) if len(values) == len(runs) > 1 else None
+
+
+def _repeat_std(runs: list[dict]) -> float | None:
+    """How far one measurement of a run's latency ratio strays: the std over its repeated
+    measurements, averaged over runs (None for records with fewer than two)."""
+    stds = [
+        np.std(r["measured_latency_ratios"], ddof=1)
+        for r in runs
+        if len(r.get("measured_latency_ratios") or []) > 1
+    ]
+    return float(np.mean(stds)) if stds else None
 
 
 def _mean_of(runs: list[dict], key: str) -> float | None:
@@ -628,7 +640,8 @@ def write_table(result: dict) -> str:
 def _latency_lines(result: dict) -> list[str]:
     """With latency figures: each method's predicted latency (ms, the batch of the table) and
     its measured latency, as ms and as a ratio to a baseline measured with it (blank where a
-    measurement was too noisy to keep)."""
+    measurement was too noisy to keep), and how far one measurement of that ratio strays
+    (blank for records measured once)."""
     b = result["baseline"]
     if "latency" not in b:
         return []
@@ -639,17 +652,19 @@ def _latency_lines(result: dict) -> list[str]:
         "it measures at the comparison's, mean over seeds):",
         "",
         "| method | setting | predicted ms | measured ms | measured ratio to the baseline "
-        "(mean ± std) |",
-        "|---|---|---|---|---|",
+        "(mean ± std over seeds) | std of one measurement |",
+        "|---|---|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         if "latency" in m:
             ratio, spread = m.get("measured_latency_ratio"), m.get("measured_latency_ratio_std")
             ratio = "" if ratio is None else f"{ratio:.4f}"
             ratio += "" if spread is None or not ratio else f" ± {spread:.4f}"
+            repeat = m.get("measured_latency_repeat_std")
             lines.append(
                 f"| {name} | {_setting(m)} | {m['latency']:.2f} | "
-                f"{_ms(m.get('measured_latency'))} | {ratio} |"
+                f"{_ms(m.get('measured_latency'))} | {ratio} | "
+                f"{'' if repeat is None else f'{repeat:.4f}'} |"
             )
     if "measured_latency_agrees" in result:
         agrees = "yes" if result["measured_latency_agrees"] else "no"

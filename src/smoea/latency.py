@@ -44,6 +44,11 @@ BURSTS = 3  # timings per sample, the fastest kept
 # a time's relative standard error (from its spread across rounds) above this is measured again
 NOISE = 0.05
 TRIES = 3  # sets of rounds before their noise stops the measurement
+# independent measurements of a pruned model against its baseline whose ratios are averaged:
+# one measured ratio at batch 1 varied by 2-3% (std) from one measurement to the next and by
+# 6-12% from lowest to highest over 8 (benchmarks/results/latency-repeat), a spread the rounds
+# inside one measurement do not see; the mean of 4 halves the std
+REPEATS = 4
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
 
@@ -456,6 +461,37 @@ def time_models(
     """ms per call of each model as deployed, measured together (interleaved rounds): their
     ratios hold even on a machine whose speed drifts (a pruned model against its baseline)."""
     return measure([Probe(m) for m in models], batch, device, image_shape, rounds)
+
+
+def time_ratio(
+    baseline: nn.Module,
+    pruned: nn.Module,
+    image_shape,
+    batch: int,
+    device,
+    rounds: int = ROUNDS,
+    repeats: int = REPEATS,
+) -> dict:
+    """The pruned model's time as a ratio to its baseline's, both as deployed and measured
+    together (see time_models), averaged over `repeats` independent measurements: "ratio" (the
+    mean), "ratios" (each), "ms" and "baseline_ms" (mean ms per call). A measurement too noisy
+    to keep is left out; SmoeaError when every one was."""
+    pairs, refusal = [], None
+    for _ in range(repeats):
+        try:
+            pairs.append(time_models([baseline, pruned], image_shape, batch, device, rounds))
+        except SmoeaError as exc:
+            refusal = exc
+    if not pairs:
+        raise refusal
+    base_ms, ms = np.mean(pairs, axis=0)
+    ratios = [m / b for b, m in pairs]
+    return {
+        "ratio": float(np.mean(ratios)),
+        "ratios": ratios,
+        "ms": float(ms),
+        "baseline_ms": float(base_ms),
+    }
 
 
 def time_model(model: nn.Module, image_shape, batch: int, device, rounds: int = ROUNDS) -> float:

@@ -531,23 +531,24 @@ class _Run:
         """The model measured as deployed at the latency batch, together with the unpruned
         model where the run has it (else against the baseline's time measured at the start),
         beside its prediction."""
-        from smoea.latency import time_model, time_models
+        from smoea.latency import time_model, time_ratio
 
         shape, batch = self.example.shape[1:], self.cfg.latency_batch
         try:
             if self.unpruned is not None:
-                models = [self.unpruned, self.model]
-                baseline_ms, ms = time_models(models, shape, batch, self.device)
+                m = time_ratio(self.unpruned, self.model, shape, batch, self.device)
             else:
                 ms = time_model(self.model, shape, batch, self.device)
+                m = {"ratio": ms / baseline_ms, "ms": ms, "baseline_ms": baseline_ms}
         except SmoeaError as exc:  # too noisy: keep the model as it is, say so
             self.log(f"note: the pruned model's latency was not measured: {exc}")
             return {"error": str(exc)}
         return {
-            "measured_ratio": ms / baseline_ms,
+            "measured_ratio": m["ratio"],
             "predicted_ratio": self._fraction(s, s.units_per_layer),
-            "ms": ms,
-            "baseline_ms": baseline_ms,
+            "ms": m["ms"],
+            "baseline_ms": m["baseline_ms"],
+            **({"measured_ratios": m["ratios"]} if "ratios" in m else {}),
         }
 
     def _cut_for_latency(self, s: Structure, step: dict) -> bool:

@@ -302,20 +302,21 @@ def cmd_prune(args) -> None:
 def _measured_latency(report: dict, baseline, pruned, splits, device) -> dict:
     """Both models measured as deployed (BatchNorm folded) at the latency batch, together (the
     machine's drift cancels in their ratio), beside what the latency table predicted."""
-    from smoea.latency import time_models
+    from smoea.latency import time_ratio
 
     batch = report["config"]["latency_batch"]
     try:
-        base_ms, pruned_ms = time_models([baseline, pruned], splits.image_shape, batch, device)
+        m = time_ratio(baseline, pruned, splits.image_shape, batch, device)
     except SmoeaError as exc:  # too noisy: the pruned model is kept all the same
         print(f"note: latency not measured: {exc}", file=sys.stderr)
         return {"batch": batch, "error": str(exc)}
     predicted = report["original"]["latency"]
     return {
         "batch": batch,
-        "baseline_ms": base_ms,
-        "pruned_ms": pruned_ms,
-        "ratio": pruned_ms / base_ms,
+        "baseline_ms": m["baseline_ms"],
+        "pruned_ms": m["ms"],
+        "ratio": m["ratio"],
+        "ratios": m["ratios"],
         "predicted_baseline_ms": predicted,
         "predicted_pruned_ms": predicted * report["latency_ratio"],
     }
