@@ -217,12 +217,12 @@ def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
 
 @pytest.mark.slow
 def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkeypatch):
-    """time_ratio measures the pair REPEATS times afresh and averages the ratios; a
-    measurement too noisy to keep is left out, and only when all were is the ratio refused."""
+    """time_ratio measures the pair REPEATS times afresh and averages the ratios; ratios that
+    spread over 10% are said so and measured REPEATS times more; a measurement too noisy to
+    keep is left out, and only when all were is the ratio refused."""
     from smoea.errors import SmoeaError
 
     noisy = SmoeaError("latency measurements too noisy to trust")
-    script = iter([[10.0, 8.0], noisy, [20.0, 14.0], [10.0, 9.0]])
 
     def scripted(models, *args):
         answer = next(script)
@@ -231,10 +231,18 @@ def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkey
         return answer
 
     monkeypatch.setattr(latency, "time_models", scripted)
-    m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", repeats=4)
-    assert m["ratios"] == pytest.approx([0.8, 0.7, 0.9])
-    assert m["ratio"] == pytest.approx(0.8)
-    assert m["ms"] == pytest.approx(31 / 3) and m["baseline_ms"] == pytest.approx(40 / 3)
+    script = iter([[10.0, 8.0], noisy, [20.0, 14.0], [10.0, 9.0], *[[10.0, 8.0]] * 4])
+    logs = []
+    m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", 9, 4, logs.append)
+    # 0.7-0.9 spread 25% (more than SPREAD): said so, and 4 more measured
+    assert len(logs) == 1 and "spread 25%" in logs[0] and "measuring 4 more" in logs[0]
+    assert m["ratios"] == pytest.approx([0.8, 0.7, 0.9, 0.8, 0.8, 0.8, 0.8])
+    assert m["ratio"] == pytest.approx(0.8) and m["spread"] == pytest.approx(0.2 / 0.8)
+    assert m["ms"] == pytest.approx(63 / 7) and m["baseline_ms"] == pytest.approx(80 / 7)
+    quiet = iter([[10.0, 8.0], [10.0, 8.4], [10.0, 8.2], [10.0, 8.0]])
+    monkeypatch.setattr(latency, "time_models", lambda *a: next(quiet))
+    m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", log=logs.append)
+    assert len(m["ratios"]) == 4 and len(logs) == 1  # within 10%: nothing more measured
     monkeypatch.setattr(latency, "time_models", lambda *a: (_ for _ in ()).throw(noisy))
     with pytest.raises(SmoeaError, match="too noisy"):
         latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", repeats=3)

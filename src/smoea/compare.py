@@ -529,6 +529,7 @@ def _measured_with_baseline(pruned: nn.Module, make_model, splits: Splits) -> di
         "measured_baseline_latency": m["baseline_ms"],
         "measured_latency_ratio": m["ratio"],
         "measured_latency_ratios": m["ratios"],
+        "measured_latency_spread": m["spread"],
     }
 
 

@@ -536,7 +536,7 @@ class _Run:
         shape, batch = self.example.shape[1:], self.cfg.latency_batch
         try:
             if self.unpruned is not None:
-                m = time_ratio(self.unpruned, self.model, shape, batch, self.device)
+                m = time_ratio(self.unpruned, self.model, shape, batch, self.device, log=self.log)
             else:
                 ms = time_model(self.model, shape, batch, self.device)
                 m = {"ratio": ms / baseline_ms, "ms": ms, "baseline_ms": baseline_ms}

@@ -306,7 +306,8 @@ def _measured_latency(report: dict, baseline, pruned, splits, device) -> dict:
 
     batch = report["config"]["latency_batch"]
     try:
-        m = time_ratio(baseline, pruned, splits.image_shape, batch, device)
+        say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        m = time_ratio(baseline, pruned, splits.image_shape, batch, device, log=say)
     except SmoeaError as exc:  # too noisy: the pruned model is kept all the same
         print(f"note: latency not measured: {exc}", file=sys.stderr)
         return {"batch": batch, "error": str(exc)}
@@ -317,6 +318,7 @@ def _measured_latency(report: dict, baseline, pruned, splits, device) -> dict:
         "pruned_ms": m["ms"],
         "ratio": m["ratio"],
         "ratios": m["ratios"],
+        "spread": m["spread"],
         "predicted_baseline_ms": predicted,
         "predicted_pruned_ms": predicted * report["latency_ratio"],
     }
