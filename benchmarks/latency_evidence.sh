@@ -5,7 +5,7 @@
 # the ablation l1-progressive (SMOEA's latency plan, one L1 ratio per group in place of the
 # search: does NSGA-II earn its place on this cost?).
 #
-# Usage: [SMOEA_EPOCHS=E] bash benchmarks/latency_evidence.sh ARCH BATCH SEEDS [R] [METHODS]
+# Usage: [SMOEA_EPOCHS=E] [SMOEA_TAG=T] bash benchmarks/latency_evidence.sh ARCH BATCH SEEDS [R] [METHODS]
 #   ARCH: vgg14 (the shared w0.5 30-epoch baseline) | resnet20 (the "Beyond one VGG" baseline)
 #   BATCH: the latency batch (1: one request; 64: throughput); R: the latency target (default
 #   0.6); SEEDS: e.g. 0,1,2; METHODS: default smoea,smoea-macs,halp,sensitivity,l1-progressive.
@@ -31,6 +31,9 @@ case $arch in
 esac
 name=b$batch-r$r
 if [[ $epochs != 3 ]]; then name=$name-${epochs}e; fi
+# SMOEA_TAG names a set of runs kept apart (say, another machine: measured latency is the
+# machine's own, so a cell's seeds belong on one machine)
+name=$name${SMOEA_TAG:+-$SMOEA_TAG}
 out=runs/latency-evidence/$arch/$name
 kept=$here/results/latency-evidence/$arch/$name
 if [[ ! -d $out/runs && -d $kept/runs ]]; then
