@@ -2,16 +2,20 @@
 
 Usage: python benchmarks/latency_repeat.py OUT.json [--arch resnet20] [--batch 1]
            [--repeats 8] [--rounds 27] [--configs 3] [--model PRUNED.pt ...] [--seed 0]
+           [--ways once,fresh]
 
 `smoea compare --target-latency` measures each pruned model together with a fresh baseline
 (smoea.latency.time_models, 27 interleaved rounds) and calls the pair matched when the ratio is
 within 3% of the target. On resnet20 at batch 1 the same architecture measured up to 4% apart
 minutes later (benchmarks/results/latency-evidence). This script measures the same pairs again
-and again, as compare does (new copies of both models each repeat), in two ways, alternated
-so that the machine's drift falls on both alike:
-- once:  each model folded once per measurement and called in every round (compare's way);
-- fresh: a new copy folded (new memory) for every round, so that one allocation's luck
-         (alignment, cache placement) is averaged over the rounds instead of fixed.
+and again (new copies of both models each repeat), in the ways --ways names, alternated so that
+the machine's drift falls on each alike:
+- once:  one measurement: each model folded once and called in every round (compare's way
+         until 2026-12-04);
+- fresh: one measurement with a new copy folded (new memory) for every round, so that one
+         allocation's luck (alignment, cache placement) is averaged over the rounds;
+- mean:  latency.time_ratio, the mean of latency.REPEATS measurements made the `once` way
+         (compare's way since 2026-12-04).
 The pruned models: random ones (every layer keeps 40-100% of its units, the strongest by L1)
 and any given with --model (a pruned model file written by smoea). The baseline is the
 committed trained one for resnet20 and mobilenetv2 (random weights for others). Prints each
@@ -32,7 +36,7 @@ from torch import nn
 from smoea import checkpoint
 from smoea.deploy import fold_batchnorm
 from smoea.errors import SmoeaError
-from smoea.latency import time_models, time_together
+from smoea.latency import time_models, time_ratio, time_together
 from smoea.models import build_model, make_arch
 from smoea.report import versions
 from smoea.structure import Structure
@@ -76,7 +80,9 @@ def ratio(base: nn.Module, pruned: nn.Module, way: str, batch: int, rounds: int)
     cpu = torch.device("cpu")
     models = [copy.deepcopy(base), copy.deepcopy(pruned)]  # new memory, as compare has
     try:
-        if way == "once":  # compare's own call
+        if way == "mean":  # compare's own call
+            return time_ratio(*models, SHAPE, batch, cpu, rounds, log=lambda line: None)["ratio"]
+        if way == "once":
             base_ms, ms = time_models(models, SHAPE, batch, cpu, rounds)
         else:
             base_ms, ms = time_together([fresh_maker(m, batch) for m in models], cpu, rounds)
@@ -95,16 +101,20 @@ def main() -> None:
     p.add_argument("--configs", type=int, default=3)
     p.add_argument("--model", action="append", default=[])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ways", default="once,fresh", help="from once, fresh, mean")
     args = p.parse_args()
+    ways = args.ways.split(",")
+    if not ways or not set(ways) <= {"once", "fresh", "mean"}:
+        p.error("--ways: a comma-separated list from once, fresh, mean")
     torch.manual_seed(args.seed)
     base = baseline_model(args.arch)
     rng = np.random.default_rng(args.seed)
     pairs = {f"random{i}": random_pruned(base, rng) for i in range(args.configs)}
     pairs.update({Path(m).stem: checkpoint.load(m).eval() for m in args.model})
-    ratios = {name: {"once": [], "fresh": []} for name in pairs}
+    ratios = {name: {way: [] for way in ways} for name in pairs}
     for r in range(args.repeats):
         for name, pruned in pairs.items():
-            for way in ("once", "fresh") if r % 2 == 0 else ("fresh", "once"):
+            for way in ways if r % 2 == 0 else ways[::-1]:
                 ratios[name][way].append(ratio(base, pruned, way, args.batch, args.rounds))
         print(f"repeat {r + 1}/{args.repeats} done", flush=True)
     print(f"\n{args.arch} batch {args.batch}, {args.rounds} rounds, {args.repeats} repeats")
