@@ -43,7 +43,7 @@ WARMUP = 2  # calls before each sample (a fresh module's first calls set up its 
 BURSTS = 3  # timings per sample, the fastest kept
 # a time's relative standard error (from its spread across rounds) above this is measured again
 NOISE = 0.05
-TRIES = 3  # sets of rounds before their noise stops the measurement
+TRIES = 3  # sets of rounds, added up, before their noise stops the measurement
 # independent measurements of a pruned model against its baseline whose ratios are averaged:
 # one measured ratio at batch 1 varied by 2-3% (std) from one measurement to the next and by
 # 6-12% from lowest to highest over 8 (benchmarks/results/latency-repeat), a spread the rounds
@@ -533,29 +533,35 @@ def time_together(
     so a drift of the whole machine cancels; each time is the median over rounds. This
     machine's speed moved by 20-100% within minutes, while ratios between calls measured
     together held. Where the times' standard error (the median over calls; from their spread
-    across rounds) is above NOISE, or that of any call in `critical` (indexes), all are
-    measured again, TRIES times at most, then refused in one line."""
+    across rounds) is above NOISE, or that of any call in `critical` (indexes), `rounds` more
+    are measured and the times taken over all of them (the error falls as rounds add up),
+    TRIES sets at most, then refused in one line."""
     calls = [_calls_per_sample(make(), device) for make in makers]  # also a warm-up
+    samples = np.empty((len(makers), 0))
     for _ in range(TRIES):
-        samples = _rounds(makers, calls, device, rounds, progress)
+        more = _rounds(makers, calls, device, rounds, progress, first=samples.shape[1])
+        samples = np.concatenate([samples, more], axis=1)
         ms, error = drift_free(samples, critical)
         if error <= NOISE:
             return ms.tolist()
     raise SmoeaError(
         f"latency measurements too noisy to trust: the times' standard error is {error:.0%} "
-        f"(from their spread across {rounds} rounds; more than {NOISE:.0%}) in {TRIES} tries; "
+        f"(from their spread across {samples.shape[1]} rounds; more than {NOISE:.0%}); "
         "run nothing else while measuring"
     )
 
 
-def _rounds(makers: list, calls: list[int], device, rounds: int, progress) -> np.ndarray:
-    """Samples (ms per call) of each call in each round: rows calls, columns rounds."""
+def _rounds(
+    makers: list, calls: list[int], device, rounds: int, progress, first: int = 0
+) -> np.ndarray:
+    """Samples (ms per call) of each call in each round: rows calls, columns rounds (the
+    order within round r shuffled by seed `first` + r)."""
     from tqdm import tqdm
 
     samples = np.empty((len(makers), rounds))
     with tqdm(total=rounds * len(makers), desc="latency", disable=not progress, leave=False) as bar:
         for r in range(rounds):
-            for i in np.random.default_rng(r).permutation(len(makers)):
+            for i in np.random.default_rng(first + r).permutation(len(makers)):
                 samples[i, r] = _sample(makers[i](), device, calls[i])
                 bar.update()
     return samples
