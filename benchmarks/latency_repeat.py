@@ -133,6 +133,7 @@ def main() -> None:
                 f"| {refused} |"
             )
     record = {**vars(args), "ratios": ratios, "threads": torch.get_num_threads()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({**record, "versions": versions()}, indent=1))
 
 
