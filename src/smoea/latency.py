@@ -47,7 +47,8 @@ TRIES = 3  # sets of rounds, added up, before their noise stops the measurement
 # independent measurements of a pruned model against its baseline whose ratios are averaged:
 # one measured ratio at batch 1 varied by 2-3% (std) from one measurement to the next and by
 # 6-12% from lowest to highest over 8 (benchmarks/results/latency-repeat), a spread the rounds
-# inside one measurement do not see; the mean of 4 halves the std
+# inside one measurement do not see. The mean of 4 made back to back narrowed it less than the
+# arithmetic promises (std 0.030 against 0.035 on an AMD EPYC VM): they share the minute's state
 REPEATS = 4
 SPREAD = 0.10  # the most repeated ratios may span (over their mean) before more are measured
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
