@@ -76,6 +76,36 @@ def test_predicted_cost_equals_the_pruned_models_cost(name, block, monkeypatch):
         assert table.predict(kept)[0] == pytest.approx(expected, rel=1e-6 if unit == 1 else 0.02)
 
 
+def test_a_build_scales_its_savings_to_measured_pruned_models(monkeypatch):
+    """Where models cut unevenly save only 0.7 of what the layer-by-layer table predicts (a
+    machine whose savings the table overrates; the uniform cuts the rest is measured at are
+    exact), the build's random pruned models give a scale of 0.7, and the table predicts
+    0.7 of the saving from then on; with exact timing the scale is 1."""
+    _deterministic_timing(monkeypatch)
+    exact = latency.measure
+    model = _model("resnet20").eval()
+    example = torch.zeros(1, 3, 16, 16)
+    full_ms = _pruned_cost(model, example, 1) / 1e3 + 5
+
+    def overrated(probes, *args, **kwargs):  # the build's last probes: its random models
+        ms = exact(probes, *args, **kwargs)
+        uneven = len(probes) - latency.CALIBRATION_MODELS
+        return [full_ms - 0.7 * (full_ms - t) if i >= uneven else t for i, t in enumerate(ms)]
+
+    s = Structure(model, example)
+    assert build_table(s, 1, torch.device("cpu"), progress=False).saving_scale == pytest.approx(1)
+    monkeypatch.setattr(latency, "measure", overrated)
+    table = build_table(s, 1, torch.device("cpu"), progress=False)
+    assert table.saving_scale == pytest.approx(0.7, rel=1e-3)
+    pruned = copy.deepcopy(model)
+    ps = Structure(pruned, example)
+    masks = {layer.index: np.arange(layer.units) < max(1, layer.units // 3) for layer in ps.layers}
+    kept = ps.kept_from_masks(masks)
+    ps.remove(masks)
+    measured = full_ms - 0.7 * (full_ms - (_pruned_cost(pruned, example, 1) / 1e3 + 5))
+    assert table.predict(kept)[0] == pytest.approx(measured, rel=1e-3)
+
+
 def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
     monkeypatch.setattr(
         latency, "measure", lambda probes, *a: [50.0 if p.shape is None else 1.0 for p in probes]
