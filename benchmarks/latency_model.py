@@ -85,6 +85,7 @@ def run(arch: str, batch: int, configs: int, seed: int) -> dict:
         "table_seconds": built,
         "full_ms": table.full_ms,
         "rest_ms": table.rest_ms,
+        "saving_scale": table.saving_scale,
         "median_abs_error": statistics.median(errors),
         "max_abs_error": max(errors),
         "median_abs_ratio_error": statistics.median(ratio_errors),
