@@ -4,10 +4,10 @@ Usage: python benchmarks/latency_calibration.py [RECORD.json ...] [--fit 5]
 
 An offline re-analysis of benchmarks/latency_model.py's records (default: every committed one in
 benchmarks/results/latency-model/format5 and epyc): fit one scale `alpha` of the predicted saving
-(measured ratio = 1 - alpha * (1 - predicted ratio), least squares through the unpruned point)
-on the first --fit pruned models of a record, and give the median error of the latency as a
-fraction of the baseline's on the others, before and after. A build could measure that many
-pruned models itself; this only says whether it would be worth it. Reads records; times nothing.
+(measured ratio = 1 - alpha * (1 - predicted ratio); smoea.latency.fit_saving_scale, the fit a
+format-6 build makes) on the first --fit pruned models of a record, and give the median error
+of the latency as a fraction of the baseline's on the others, before and after. Reads records;
+times nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from smoea.latency import fit_saving_scale
+
 RESULTS = Path(__file__).parent / "results/latency-model"
 
 
@@ -26,12 +28,6 @@ def ratios(record: dict) -> tuple[np.ndarray, np.ndarray]:
     predicted = np.array([c["predicted_ratio"] for c in configs])
     measured = np.array([c["measured_ratio"] for c in configs])
     return predicted, measured
-
-
-def saving_scale(predicted: np.ndarray, measured: np.ndarray) -> float:
-    """alpha minimising sum((1 - measured) - alpha * (1 - predicted))^2."""
-    saved = 1 - predicted
-    return float(np.sum(saved * (1 - measured)) / np.sum(saved**2))
 
 
 def median_error(predicted: np.ndarray, measured: np.ndarray) -> float:
@@ -51,7 +47,7 @@ def main() -> None:
     for path in paths:
         predicted, measured = ratios(json.loads(path.read_text()))
         fit, rest = slice(0, args.fit), slice(args.fit, None)
-        alpha = saving_scale(predicted[fit], measured[fit])
+        alpha = fit_saving_scale(1 - predicted[fit], 1 - measured[fit])  # the build's own fit
         corrected = 1 - alpha * (1 - predicted)
         before = median_error(predicted[rest], measured[rest])
         after = median_error(corrected[rest], measured[rest])

@@ -290,13 +290,21 @@ def build_table(
 
 
 def _saving_scale(table: LatencyTable, measured: list[tuple[np.ndarray, float]]) -> float:
-    """The scale of the predicted saving that fits the measured pruned models best (least
-    squares of the saving as a fraction of the whole model's time, through the unpruned
-    point), within SCALE_RANGE; 1 where they save nothing to fit."""
+    """fit_saving_scale on the measured pruned models: (kept units per layer, ms) each."""
+    if not measured:
+        return 1.0
     kept = np.array([k for k, _ in measured], dtype=np.float64)
     predicted = 1 - table.unscaled(kept) / table.full_ms
     saved = 1 - np.array([ms for _, ms in measured]) / table.full_ms
-    if not len(measured) or float(predicted @ predicted) < 1e-12:
+    return fit_saving_scale(predicted, saved)
+
+
+def fit_saving_scale(predicted: np.ndarray, saved: np.ndarray) -> float:
+    """The scale of the predicted savings (fractions of the whole model's time) that fits the
+    measured ones best: least squares through the unpruned point, within SCALE_RANGE; 1 where
+    nothing is predicted saved."""
+    predicted, saved = np.asarray(predicted, dtype=np.float64), np.asarray(saved, dtype=np.float64)
+    if float(predicted @ predicted) < 1e-12:
         return 1.0
     return float(np.clip(predicted @ saved / (predicted @ predicted), *SCALE_RANGE))
 
@@ -528,8 +536,7 @@ def time_ratio(
             f"note: {len(pairs)} measurements of the latency ratio spread {_spread(pairs):.0%} "
             f"(more than {SPREAD:.0%}); measuring {repeats} more"
         )
-        more = _measured_pairs(baseline, pruned, image_shape, batch, device, rounds, repeats)
-        pairs += more
+        pairs += _measured_pairs(baseline, pruned, image_shape, batch, device, rounds, repeats)
     base_ms, ms = np.mean(pairs, axis=0)
     ratios = [m / b for b, m in pairs]
     return {
