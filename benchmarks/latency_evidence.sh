@@ -5,7 +5,7 @@
 # the ablation l1-progressive (SMOEA's latency plan, one L1 ratio per group in place of the
 # search: does NSGA-II earn its place on this cost?).
 #
-# Usage: [SMOEA_EPOCHS=E] [SMOEA_TAG=T] bash benchmarks/latency_evidence.sh ARCH BATCH SEEDS [R] [METHODS]
+# Usage: [SMOEA_EPOCHS=E] [SMOEA_TAG=T] [SMOEA_FLAGS="..."] bash benchmarks/latency_evidence.sh ARCH BATCH SEEDS [R] [METHODS]
 #   ARCH: vgg14 (the shared w0.5 30-epoch baseline) | resnet20 (the "Beyond one VGG" baseline)
 #   BATCH: the latency batch (1: one request; 64: throughput); R: the latency target (default
 #   0.6); SEEDS: e.g. 0,1,2; METHODS: default smoea,smoea-macs,halp,sensitivity,l1-progressive.
@@ -34,6 +34,8 @@ if [[ $epochs != 3 ]]; then name=$name-${epochs}e; fi
 # SMOEA_TAG names a set of runs kept apart (say, another machine: measured latency is the
 # machine's own, so a cell's seeds belong on one machine)
 name=$name${SMOEA_TAG:+-$SMOEA_TAG}
+# SMOEA_FLAGS: more `smoea compare` flags (they override the ones above), e.g. a variant of
+# SMOEA's settings ("--budget level"); give such runs their own SMOEA_TAG
 out=runs/latency-evidence/$arch/$name
 kept=$here/results/latency-evidence/$arch/$name
 if [[ ! -d $out/runs && -d $kept/runs ]]; then
@@ -44,7 +46,7 @@ resume=()
 smoea compare --checkpoint "$base" --dataset cifar10 --data ../shared/data/cifar10-jpeg.tar.gz \
   --target-latency "$r" --latency-batch "$batch" --methods "$methods" --seeds "$seeds" \
   --genome counts --budget fronts --finetune-epochs 0 --final-epochs "$epochs" \
-  --calibration-images 128 --save-models --out "$out" "${resume[@]}"
+  --calibration-images 128 --save-models --out "$out" "${resume[@]}" ${SMOEA_FLAGS:-}
 mkdir -p "$kept/runs"
 cp "$out/compare.md" "$out/compare.json" "$kept/"
 cp "$out"/runs/*.json "$kept/runs/"
