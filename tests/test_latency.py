@@ -106,6 +106,17 @@ def test_a_build_scales_its_savings_to_measured_pruned_models(monkeypatch):
     assert table.predict(kept)[0] == pytest.approx(measured, rel=1e-3)
 
 
+def test_random_counts_stay_between_the_floor_and_all_units_and_repeat_by_seed():
+    """The calibration and validation draws keep 5-100% of each layer's units (at least one),
+    and a seed gives the same draws: the build's own models are seed 0's first ones."""
+    units = [1, 3, 16, 64, 640]
+    draws = [latency.random_counts(units, np.random.default_rng(0)) for _ in range(2)]
+    assert draws[0] == draws[1]
+    many = np.array([latency.random_counts(units, np.random.default_rng(s)) for s in range(200)])
+    assert (many >= [1, 1, 1, 3, 32]).all() and (many <= units).all()
+    assert (many.min(0) <= [1, 1, 1, 6, 100]).all() and (many.max(0) >= [1, 3, 16, 60, 600]).all()
+
+
 def test_a_table_saves_and_loads_under_its_key(tmp_path, monkeypatch):
     monkeypatch.setattr(
         latency, "measure", lambda probes, *a: [50.0 if p.shape is None else 1.0 for p in probes]

@@ -375,23 +375,29 @@ def _rest_models(structure) -> list[tuple[np.ndarray, nn.Module]]:
     """(kept units per layer, model) for copies of the model cut to each of REST_WIDTHS of
     every layer (the strongest units by L1): where everything else is measured."""
     return [
-        _cut_copy(structure, [max(1, int(round(width * u))) for u in structure.units_per_layer])
+        cut_copy(structure, [max(1, int(round(width * u))) for u in structure.units_per_layer])
         for width in REST_WIDTHS
     ]
 
 
 def _calibration_models(structure) -> list[tuple[np.ndarray, nn.Module]]:
-    """(kept units per layer, model) for CALIBRATION_MODELS copies of the model with every
-    layer cut to a random 5-100% of its units (seeded: the same for every build)."""
+    """(kept units per layer, model) for CALIBRATION_MODELS copies of the model cut to
+    random_counts drawn with seed 0 (the same for every build; a validation that scores the
+    table must draw with another seed, or it scores these)."""
     rng = np.random.default_rng(0)
-    units = [int(u) for u in structure.units_per_layer]
     return [
-        _cut_copy(structure, [int(rng.integers(max(1, round(0.05 * u)), u + 1)) for u in units])
+        cut_copy(structure, random_counts(structure.units_per_layer, rng))
         for _ in range(CALIBRATION_MODELS)
     ]
 
 
-def _cut_copy(structure, counts: list[int]) -> tuple[np.ndarray, nn.Module]:
+def random_counts(units_per_layer, rng: np.random.Generator, low: float = 0.05) -> list[int]:
+    """A random kept count per layer, each between `low` of its units (at least one) and all
+    of them: the pruned models a table is fitted to and validated on."""
+    return [int(rng.integers(max(1, round(low * u)), int(u) + 1)) for u in units_per_layer]
+
+
+def cut_copy(structure, counts: list[int]) -> tuple[np.ndarray, nn.Module]:
     """A copy of the structure's model with each layer cut to its count (the strongest units by
     L1), and the kept units per layer."""
     import copy
