@@ -35,7 +35,10 @@ if [[ $epochs != 3 ]]; then name=$name-${epochs}e; fi
 # machine's own, so a cell's seeds belong on one machine)
 name=$name${SMOEA_TAG:+-$SMOEA_TAG}
 # SMOEA_FLAGS: more `smoea compare` flags (they override the ones above), e.g. a variant of
-# SMOEA's settings ("--budget level"); give such runs their own SMOEA_TAG
+# SMOEA's settings ("--budget fronts"); give such runs their own SMOEA_TAG. The budget rule is
+# the default's (`auto`: `level` at a latency target) since 2026-12-04; the cells before it
+# (b1-r0.8, b1-r0.8-epyc, b1-r0.8-epyc-f6) ran `--budget fronts`, b1-r0.8-epyc-f6-level
+# `--budget level` given as SMOEA_FLAGS (the same rule as auto there)
 out=runs/latency-evidence/$arch/$name
 kept=$here/results/latency-evidence/$arch/$name
 if [[ ! -d $out/runs && -d $kept/runs ]]; then
@@ -45,7 +48,7 @@ resume=()
 [[ -d $out/runs ]] && resume=(--resume)
 smoea compare --checkpoint "$base" --dataset cifar10 --data ../shared/data/cifar10-jpeg.tar.gz \
   --target-latency "$r" --latency-batch "$batch" --methods "$methods" --seeds "$seeds" \
-  --genome counts --budget fronts --finetune-epochs 0 --final-epochs "$epochs" \
+  --genome counts --budget auto --finetune-epochs 0 --final-epochs "$epochs" \
   --calibration-images 128 --save-models --out "$out" "${resume[@]}" ${SMOEA_FLAGS:-}
 mkdir -p "$kept/runs"
 cp "$out/compare.md" "$out/compare.json" "$kept/"

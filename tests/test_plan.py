@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from smoea import pipeline
+from smoea import compare, pipeline
+from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
 from smoea.plan import Curve, allocate, allocate_level, lower_envelope, top_k_masks
 from smoea.train import TrainConfig
@@ -328,6 +329,22 @@ def test_auto_effort_plans_size_targets_and_searches_a_latency_target_fully():
     assert _config(**latency).effort_rule == "fixed"
     assert _config(**latency, evaluations=64).effort_rule == "plan"
     assert _config(target_params=0.3, effort="fixed").effort_rule == "fixed"
+
+
+def test_auto_budget_levels_a_latency_target_and_plans_size_targets_by_fronts():
+    """As measured (benchmarks/results/latency-evidence): at a latency target `fronts` spent
+    its whole share on one group; `level` spread it and kept more accuracy. At parameter and
+    MAC targets `fronts` stays (docs/results.md). An explicit rule wins; compare records and
+    matches the rule that ran."""
+    assert _config(budget="auto").budget_rule == "fronts"
+    assert _config(budget="auto", target_params=None, target_macs=0.3).budget_rule == "fronts"
+    latency = dict(budget="auto", target_params=None, target_latency=0.5)
+    assert _config(**latency).budget_rule == "level"
+    assert _config(**{**latency, "budget": "fronts"}).budget_rule == "fronts"
+    assert PruneConfig().budget == "auto"
+    assert compare._settings(_config(**latency))["budget"] == "level"
+    with pytest.raises(SmoeaError, match="unknown --budget 'flat'; choose auto, "):
+        _config(budget="flat").validate()
 
 
 def test_the_default_evaluation_total_lets_a_tiny_search_run():

@@ -56,16 +56,16 @@ class Planner:
         full = s.units_per_layer
         now = self.fraction(s, full)
         need = max(0.0, now - r)
-        if self.config.budget in ("fronts", "search-fronts", "level"):
+        if self.config.budget_rule in ("fronts", "search-fronts", "level"):
             return self._planned_budget(s, g, now, need)
-        if self.config.budget == "search":  # the search's constraint is the target itself
+        if self.config.budget_rule == "search":  # the search's constraint is the target itself
             return r, None
         masses = []
         for layers in self.groups[g:]:
             kept = full.copy()
             kept[layers] = [self.min_keep[i] for i in layers]
             masses.append(now - self.fraction(s, kept))
-        power = BUDGET_RULES[self.config.budget]
+        power = BUDGET_RULES[self.config.budget_rule]
         weights = np.array(masses) ** power
         share = need * weights[0] / max(weights.sum(), 1e-12)
         share = max(share, need - sum(masses[1:]))  # what later groups cannot remove
@@ -77,7 +77,7 @@ class Planner:
         start = time.perf_counter()
         measured = [self._curve(s, layers, now, g) for layers in self.groups[g:]]
         curves = [curve for curve, _ in measured]
-        shares = (allocate_level if self.config.budget == "level" else allocate)(curves, need)
+        shares = (allocate_level if self.config.budget_rule == "level" else allocate)(curves, need)
         share = min(float(shares[0]), float(curves[0].removed[-1]))
         share = max(share, need - sum(float(c.removed[-1]) for c in curves[1:]))
         plan = {
@@ -109,7 +109,7 @@ class Planner:
             kept[layers] = [int(m.sum()) for m in masks]
             removed.append(now - self.fraction(s, kept))
         removed = np.maximum.accumulate(np.array(removed))
-        if self.config.budget == "search-fronts":
+        if self.config.budget_rule == "search-fronts":
             removed, error = self._with_front(s, evaluator, l1, now, g, removed, error)
         return Curve(list(layers), removed, error), evaluator.evaluations
 

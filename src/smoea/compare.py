@@ -278,7 +278,8 @@ def _pruning_only():
 def _settings(cfg: PruneConfig) -> dict:
     """A run's settings as its record keeps them (JSON types, the effort rule that runs)."""
     settings = json.loads(json.dumps(cfg.as_dict()))
-    settings["effort"] = cfg.effort_rule  # the rule that runs, "auto" resolved
+    settings["effort"] = cfg.effort_rule  # the rules that run, "auto" resolved
+    settings["budget"] = cfg.budget_rule
     return settings
 
 

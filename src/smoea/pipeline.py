@@ -143,8 +143,9 @@ class PruneConfig:
     )
     tolerance: float = option(0.01, "error above the best that --select tolerance accepts")
     budget: str = option(
-        "fronts",
-        "how much each group removes: fronts (planned from measured error curves, re-planned "
+        "auto",
+        "how much each group removes: auto (level with a latency target, fronts otherwise) | "
+        "fronts (planned from measured error curves, re-planned "
         "after each group; least summed predicted error rise) | level (the same curves, every "
         "group the same predicted rise) | search-fronts (fronts, each curve joined with a short "
         "NSGA-II front of its group) | search (each group's search plans every remaining layer "
@@ -213,6 +214,16 @@ class PruneConfig:
         return "plan" if self.evaluations is not None or self.measure != "latency" else "fixed"
 
     @property
+    def budget_rule(self) -> str:
+        """The budget rule that runs ("auto" resolved). With a latency target, `fronts` spent
+        its whole share on one group: its curves (error before fine-tuning) saturate near
+        chance, so ruining one group looked cheaper than hurting three, and one group could
+        meet most of the need; `level` spreads it (benchmarks/results/latency-evidence)."""
+        if self.budget != "auto":
+            return self.budget
+        return "level" if self.measure == "latency" else "fronts"
+
+    @property
     def target(self) -> float | None:
         return {"latency": self.target_latency, "macs": self.target_macs}.get(
             self.measure, self.target_params
@@ -237,8 +248,10 @@ class PruneConfig:
             raise SmoeaError(f"unknown --select {self.select!r}; choose one of {', '.join(RULES)}")
         if self.select == "target" and self.target is None:
             raise SmoeaError("--select target needs a --target-params, -macs or -latency")
-        if self.budget not in BUDGET_RULES:
-            raise SmoeaError(f"unknown --budget {self.budget!r}; choose {', '.join(BUDGET_RULES)}")
+        if self.budget != "auto" and self.budget not in BUDGET_RULES:
+            raise SmoeaError(
+                f"unknown --budget {self.budget!r}; choose auto, {', '.join(BUDGET_RULES)}"
+            )
         if self.genome not in GENOMES:
             raise SmoeaError(f"unknown --genome {self.genome!r}; choose {', '.join(GENOMES)}")
         if self.pop_size < 4 or self.generations < 1 or self.search_size < 1:
@@ -422,6 +435,7 @@ class _Run:
             "config": self.cfg.as_dict(),
             "objectives": self.cfg.objective_list(),
             "target_measure": self.cfg.measure,
+            "budget_rule": self.cfg.budget_rule,
             "seed": self.cfg.seed,
             "original": {w: float(first.count(full, w)[0]) for w in measures},
             "filters_before": full.tolist(),
@@ -794,7 +808,7 @@ class _Run:
         a target, every layer still to prune (the search plans the whole rest of the model to
         the target; only the group's part is applied, the rest is planned again after the
         fine-tune)."""
-        if self.cfg.budget != "search" or self.cfg.target is None:
+        if self.cfg.budget_rule != "search" or self.cfg.target is None:
             return list(layers)
         return [i for rest in self.groups[g:] for i in rest]
 
