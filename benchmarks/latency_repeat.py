@@ -36,7 +36,7 @@ from torch import nn
 from smoea import checkpoint
 from smoea.deploy import fold_batchnorm
 from smoea.errors import SmoeaError
-from smoea.latency import time_models, time_ratio, time_together
+from smoea.latency import cut_copy, random_counts, time_models, time_ratio, time_together
 from smoea.models import build_model, make_arch
 from smoea.report import versions
 from smoea.structure import Structure
@@ -54,15 +54,9 @@ def baseline_model(arch: str) -> nn.Module:
 
 
 def random_pruned(model: nn.Module, rng: np.random.Generator) -> nn.Module:
-    pruned = copy.deepcopy(model)
-    s = Structure(pruned, torch.zeros(1, *SHAPE))
-    masks = {}
-    for layer in s.layers:
-        k = int(rng.integers(max(1, round(0.4 * layer.units)), layer.units + 1))
-        order = np.argsort(-s.l1_norms(layer.index))
-        masks[layer.index] = np.isin(np.arange(layer.units), order[:k])
-    s.remove(masks)
-    return pruned.eval()
+    """A copy with every layer cut to a random 40-100% of its units, the strongest by L1."""
+    s = Structure(model, torch.zeros(1, *SHAPE))
+    return cut_copy(s, random_counts(s.units_per_layer, rng, low=0.4))[1].eval()
 
 
 def fresh_maker(model: nn.Module, batch: int):
