@@ -7,10 +7,14 @@ import torch
 
 from smoea import compare as compare_module
 from smoea import latency
+from smoea.checkpoint import save_model
 from smoea.compare import compare, parse_methods, write_table
 from smoea.errors import SmoeaError
 from smoea.matching import MATCH_TOLERANCE, MATCH_TRIES, match, next_setting, within_tolerance
+from smoea.models import make_arch
 from tests.test_compare import tiny_config
+
+ARCH = make_arch("vgg14", 0.125, 3, 3, 16)  # trained_tiny's
 
 TARGET = 0.6
 
@@ -95,7 +99,14 @@ def test_compare_brings_every_method_to_the_measured_latency_target(
     config.finetune.epochs = config.final.epochs = 0
     methods = parse_methods("smoea,smoea-macs,halp,l1-progressive,l1-at-smoea")
     result = compare(
-        lambda: copy.deepcopy(model), splits, methods, [0], config, torch.device("cpu"), log=print
+        lambda: copy.deepcopy(model),
+        splits,
+        methods,
+        [0],
+        config,
+        torch.device("cpu"),
+        log=print,
+        match_beside="baseline",
     )
     assert result["measured_latency_agrees"]
     for name, m in result["methods"].items():
@@ -110,6 +121,61 @@ def test_compare_brings_every_method_to_the_measured_latency_target(
     assert len(figures) == len(methods) + 1  # each finished run and the baseline, no more
     table = write_table(result)
     assert "of the latency (measured)" in table and "measured within 3% of the target: yes" in table
+
+
+@pytest.mark.slow
+def test_other_methods_are_matched_beside_the_seeds_smoea_model(
+    trained_tiny, monkeypatch, tmp_path
+):
+    """By default a method is brought to the time of its seed's SMOEA model measured together
+    with it (the machine's drift between runs cancels); a resumed comparison reads SMOEA's
+    saved model back to match an added method beside it, and refuses runs matched otherwise."""
+    model, splits = trained_tiny
+    splits = copy.copy(splits)
+    splits.test = splits.val
+    _measured_slower(monkeypatch, tmp_path, model, splits, 1.2)
+    config = tiny_config(target_params=None, target_latency=TARGET, generations=1)
+    config.finetune.epochs = config.final.epochs = 0
+    out = tmp_path / "cmp"
+    saver = lambda path, m: save_model(path, m, None, {})  # noqa: E731  # pickled: refused back
+    arch_saver = lambda path, m: save_model(path, m, ARCH, {})  # noqa: E731
+
+    def run(methods: str, save=arch_saver, beside="smoea"):
+        return compare(
+            lambda: copy.deepcopy(model),
+            splits,
+            parse_methods(methods),
+            [0],
+            config,
+            torch.device("cpu"),
+            out,
+            log=print,
+            save_model=save,
+            match_beside=beside,
+        )
+
+    result = run("smoea,halp")
+    smoea, halp = (result["methods"][n]["runs"][0] for n in ("smoea", "halp"))
+    assert smoea["latency_match"]["beside"] == "baseline"  # the reference meets the target
+    assert halp["latency_match"]["beside"] == "smoea"
+    beside = halp["measured_beside_smoea"]["ratio"]
+    assert abs(beside - 1) <= MATCH_TOLERANCE  # matched to SMOEA's time, not the target's
+    # the stand-in timing is exact: beside SMOEA = (to the baseline) / (SMOEA's to the baseline)
+    expect = halp["measured_latency_ratio"] / smoea["measured_latency_ratio"]
+    assert beside == pytest.approx(expect, rel=1e-6)
+    assert halp["latency_match"]["tries"][-1]["measured_ratio"] == pytest.approx(beside)
+    assert result["measured_latency_agrees"]
+    assert "ratio to the seed's smoea model" in write_table(result)
+    with pytest.raises(SmoeaError, match="matched beside the smoea model.*--latency-match smoea"):
+        run("smoea,halp", beside="baseline")
+    added = run("smoea,halp,l1-uniform")  # smoea and halp reused, SMOEA's model read back
+    l1 = added["methods"]["l1-uniform"]["runs"][0]
+    assert l1["latency_match"]["beside"] == "smoea"
+    assert abs(l1["measured_beside_smoea"]["ratio"] - 1) <= MATCH_TOLERANCE
+    (out / "runs" / "smoea-seed0.pt").unlink()  # no saved model: beside a fresh baseline
+    (out / "runs" / "l1-uniform-seed0.json").unlink()
+    again = run("smoea,l1-uniform", save=saver)
+    assert again["methods"]["l1-uniform"]["runs"][0]["latency_match"]["beside"] == "baseline"
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from smoea.baselines import (
     criterion_prune,
     whole_model_nsga2,
 )
+from smoea.checkpoint import load_model_file
 from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
 from smoea.pipeline import PruneConfig, prune
@@ -40,6 +41,12 @@ PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budge
 ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search", "halp")
 # SMOEA with a MAC target, the MAC ratio found so that it measures at the latency target
 LATENCY_ONLY = ("smoea-macs",)
+# at a latency target, the seed's SMOEA model is what the other methods are matched beside
+# (measured in the same rounds as theirs: the machine's drift between runs cancels, and equal
+# latency means equal when measured together); `--latency-match baseline`: each beside a
+# fresh baseline, the way runs before 2026-12-04 were matched
+REFERENCE = "smoea"
+MATCH_BESIDE = (REFERENCE, "baseline")
 VARIANTS = (
     "smoea",
     *LATENCY_ONLY,
@@ -97,13 +104,17 @@ def compare(
     out: Path | None = None,
     log: Callable[[str], None] = print,
     save_model: Callable[[Path, nn.Module], None] | None = None,
+    match_beside: str = REFERENCE,
 ) -> dict:
     """Run every method variant for every seed; a failing one is recorded, the others go on.
 
     With `out`, each finished run is saved to out/runs/ and a later call with the same `out`
     reuses it, so a long comparison can be stopped and continued; with `save_model` too, each
     run's pruned model goes beside its record (out/runs/<method>-seed<k>.pt). Test figures are
-    measured after a method finished; nothing is chosen by them.
+    measured after a method finished; nothing is chosen by them. At a latency target with
+    `match_beside` "smoea" (and smoea first among the methods), the other methods of a seed
+    are matched to SMOEA's model measured together with theirs, else each to the target
+    measured beside a fresh baseline.
     """
     config.validate()
     if config.target is None or None not in (config.target_params, config.target_macs):
@@ -116,14 +127,28 @@ def compare(
             "smoea compare runs the two objectives of the paper (error or loss, params)"
         )
     check_methods(variants, config)
+    if match_beside not in MATCH_BESIDE:
+        raise SmoeaError(f"--latency-match must be one of {', '.join(MATCH_BESIDE)}")
     runs: dict[str, list[dict]] = {}
     with latency.active(_latency_table(make_model, splits, config, device, log)):
         for seed in seeds:
-            cfg = replace(config, seed=seed)
+            cfg, reference = replace(config, seed=seed), None
             for name in variants:
-                result = _cached_run(
-                    name, seed, out, make_model, splits, cfg, device, runs, log, save_model
+                result, pruned = _cached_run(
+                    name,
+                    seed,
+                    out,
+                    make_model,
+                    splits,
+                    cfg,
+                    device,
+                    runs,
+                    log,
+                    save_model,
+                    reference,
                 )
+                if name == REFERENCE and match_beside == REFERENCE and "failed" not in result:
+                    reference = _reference_model(pruned, out, seed, cfg, log)
                 runs.setdefault(name, []).append(result)
                 log(f"seed {seed} {name}: {_short(result)}")
         _add_earlier_runs(runs, out, config, log)
@@ -171,23 +196,25 @@ def _baseline_row(make_model, splits: Splits, config: PruneConfig, device) -> di
     return {**model_figures(baseline, splits, device), **_latency_figures(baseline, splits, config)}
 
 
-def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, save_model) -> dict:
-    path = out / "runs" / f"{name}-seed{seed}.json" if out is not None else None
+def _cached_run(
+    name, seed, out, make_model, splits, cfg, device, runs, log, save_model, reference
+) -> tuple[dict, nn.Module | None]:
+    """The run's record and pruned model (None for a reused run); `reference`: the model to
+    match beside (see compare)."""
+    path = _run_path(out, name, seed)
     settings = _settings(cfg)
     if path is not None and path.exists():
-        saved = json.loads(path.read_text())
-        if not _same_settings(saved.get("config") or {}, settings):
-            raise SmoeaError(f"{path} was run with other settings; use another --out or --force")
-        log(f"seed {seed} {name}: reusing {path}")
-        return saved
+        return _reused_run(path, name, settings, cfg, reference, log), None
     smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
     pruned = None
     try:
         teacher = make_model() if cfg.distill else None  # the unpruned baseline teaches
         result, pruned = _run_matched(
-            name, make_model, splits, cfg, device, smoea_run, teacher, log
+            name, make_model, splits, cfg, device, smoea_run, teacher, log, reference
         )
         result.update(_measured_with_baseline(pruned, make_model, splits))
+        if _matched(cfg, name) and reference is not None:
+            result["measured_beside_smoea"] = _measured_beside(reference, pruned, splits)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing method is reported, the comparison goes on
@@ -201,17 +228,66 @@ def _cached_run(name, seed, out, make_model, splits, cfg, device, runs, log, sav
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(result, indent=2))
         tmp.replace(path)
-    return result
+    return result, pruned
 
 
-def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log):
+def _reused_run(path: Path, name: str, settings: dict, cfg, reference, log) -> dict:
+    """A finished run's record, if it ran with these settings and was matched the same way."""
+    saved = json.loads(path.read_text())
+    if not _same_settings(saved.get("config") or {}, settings):
+        raise SmoeaError(f"{path} was run with other settings; use another --out or --force")
+    if _matched(cfg, name) and "failed" not in saved:
+        now, then = _beside_name(reference), matched_beside(saved)
+        if now != then:
+            raise SmoeaError(
+                f"{path} was matched beside the {then} model, this comparison matches beside "
+                f"the {now} model; use --latency-match {then} or another --out"
+            )
+    log(f"seed {cfg.seed} {name}: reusing {path}")
+    return saved
+
+
+def _run_path(out: Path | None, name: str, seed: int) -> Path | None:
+    return out / "runs" / f"{name}-seed{seed}.json" if out is not None else None
+
+
+def _reference_model(pruned, out: Path | None, seed: int, cfg, log) -> nn.Module | None:
+    """The seed's SMOEA model to match the other methods beside (a reused run's read back
+    from its .pt file); None (each matched beside a fresh baseline) where there is none."""
+    if cfg.target_latency is None or pruned is not None:
+        return pruned
+    path = _run_path(out, REFERENCE, seed).with_suffix(".pt")
+    try:
+        return load_model_file(path)[1]
+    except SmoeaError as exc:  # saved without --save-models, or not loadable safely
+        log(f"seed {seed}: {exc}; the other methods are matched beside a fresh baseline")
+        return None
+
+
+def _matched(cfg: PruneConfig, name: str) -> bool:
+    """Whether the method is brought to the latency target by measuring (not SMOEA's counts)."""
+    return cfg.target_latency is not None and name not in AT_SMOEA
+
+
+def _beside_name(reference: nn.Module | None) -> str:
+    return "baseline" if reference is None else REFERENCE
+
+
+def matched_beside(record: dict) -> str:
+    """What a run was matched beside: "smoea" (the seed's SMOEA model) or "baseline" (every
+    record before 2026-12-04)."""
+    return (record.get("latency_match") or {}).get("beside", "baseline")
+
+
+def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log, reference):
     """run_method; at a latency target, at the setting (the method's predicted latency target,
     or smoea-macs's MAC target) whose pruning, without fine-tuning, measures within
-    matching.MATCH_TOLERANCE of the target: methods are compared at the same measured latency,
+    matching.MATCH_TOLERANCE of the target (or, with a `reference` model, of the reference's
+    time, measured together): methods are compared at the same measured latency,
     not at the same prediction of an imperfect latency model. The -at-smoea methods keep
     SMOEA's counts, so its latency. Exact with fine-tuning only after the last group (the
     default); fine-tuning between groups can change what later groups cut."""
-    if cfg.target_latency is None or name in AT_SMOEA:
+    if not _matched(cfg, name):
         return run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
 
     def prune_at(setting: float) -> nn.Module:
@@ -224,14 +300,24 @@ def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log)
             return run_method(name, make_model(), splits, dry, device, runs)[1]
 
     def ratio_of(model: nn.Module) -> float | None:
+        if reference is not None:
+            return _measured_beside(reference, model, splits).get("ratio")
         return _measured_with_baseline(model, make_model, splits).get("measured_latency_ratio")
 
     r, lowest = cfg.target_latency, _lowest_setting(make_model, splits, cfg, name, device)
-    setting, tries = matching.match(prune_at, ratio_of, r, start=max(r, lowest), lowest=lowest)
-    log(f"seed {cfg.seed} {name}: setting {setting:.4f} measures nearest {r} ({len(tries)} tries)")
+    goal = r if reference is None else 1.0  # the reference's own time
+    setting, tries = matching.match(prune_at, ratio_of, goal, start=max(r, lowest), lowest=lowest)
+    log(
+        f"seed {cfg.seed} {name}: setting {setting:.4f} measures nearest {goal} of the "
+        f"{_beside_name(reference)} model's latency ({len(tries)} tries)"
+    )
     at, runs = _at_setting(cfg, name, setting), _scaled_budgets(smoea_run, setting, cfg)
     result, pruned = run_method(name, make_model(), splits, at, device, runs, teacher)
-    result["latency_match"] = {"setting": setting, "tries": tries}
+    result["latency_match"] = {
+        "setting": setting,
+        "tries": tries,
+        "beside": _beside_name(reference),
+    }
     return result, pruned
 
 
@@ -519,11 +605,9 @@ def _measured_with_baseline(pruned: nn.Module, make_model, splits: Splits) -> di
     table = latency.current()
     if table is None:
         return {}
-    device = next(pruned.parameters()).device
-    baseline, batch = make_model().to(device), table.key["batch"]
-    try:
-        m = latency.time_ratio(baseline, pruned, splits.image_shape, batch, device, MEASURE_ROUNDS)
-    except SmoeaError:  # too noisy: the run stands, its measurement is missing
+    baseline = make_model()
+    m = _measured_beside(baseline, pruned, splits)
+    if m.get("ratio") is None:  # too noisy: the run stands, its measurement is missing
         return {"measured_latency": None, "measured_latency_ratio": None}
     return {
         "measured_latency": m["ms"],
@@ -532,6 +616,20 @@ def _measured_with_baseline(pruned: nn.Module, make_model, splits: Splits) -> di
         "measured_latency_ratios": m["ratios"],
         "measured_latency_spread": m["spread"],
     }
+
+
+def _measured_beside(other: nn.Module, pruned: nn.Module, splits: Splits) -> dict:
+    """latency.time_ratio of `pruned` to `other` (a baseline, or the seed's SMOEA model),
+    measured together as deployed at the table's batch; {"ratio": None} where every
+    measurement was too noisy to keep."""
+    device = next(pruned.parameters()).device
+    batch = latency.current().key["batch"]
+    try:
+        return latency.time_ratio(
+            other.to(device), pruned, splits.image_shape, batch, device, MEASURE_ROUNDS
+        )
+    except SmoeaError:
+        return {"ratio": None}
 
 
 SUMMED = (
@@ -565,6 +663,7 @@ def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) 
             **{k: _mean_of(ok, k) for k in SUMMED if all(k in r for r in ok)},
             "measured_latency_ratio_std": _std_of(ok, "measured_latency_ratio"),
             "measured_latency_repeat_std": _repeat_std(ok),
+            **_beside_figures(ok),
             "seeds": [r["seed"] for r in ok],
             "failed_seeds": [r["seed"] for r in results if "failed" in r],
             "runs": results,
@@ -586,10 +685,30 @@ def _sizes_agree(runs: dict[str, list[dict]], methods: dict, config: PruneConfig
     latency target every run measured within matching.MATCH_TOLERANCE of it."""
     if config.measure == "latency":
         ok = [r for rs in runs.values() for r in rs if "failed" not in r]
-        ratios = [r.get("measured_latency_ratio") for r in ok]
-        return {"measured_latency_agrees": matching.within_tolerance(ratios, config.target_latency)}
+        beside = [r["measured_beside_smoea"].get("ratio") for r in ok if _beside(r)]
+        alone = [r.get("measured_latency_ratio") for r in ok if not _beside(r)]
+        agrees = (bool(beside) or bool(alone)) and all(
+            matching.within_tolerance(ratios, goal)
+            for ratios, goal in ((beside, 1.0), (alone, config.target_latency))
+            if ratios
+        )
+        return {"measured_latency_agrees": agrees}
     sizes = [m[config.measure] for m in methods.values() if config.measure in m]
     return {f"{config.measure}_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes)}
+
+
+def _beside(run: dict) -> bool:
+    return "measured_beside_smoea" in run
+
+
+def _beside_figures(runs: list[dict]) -> dict:
+    """The runs' time as a ratio to their seed's SMOEA model measured together (mean and std
+    over seeds), where every run was matched beside it."""
+    ratios = [r["measured_beside_smoea"].get("ratio") for r in runs if _beside(r)]
+    if not ratios or len(ratios) < len(runs) or None in ratios:
+        return {}
+    std = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None
+    return {"measured_beside_smoea_ratio": float(np.mean(ratios)), "beside_smoea_std": std}
 
 
 def _std_of(runs: list[dict], key: str) -> float | None:
@@ -654,8 +773,9 @@ def _latency_lines(result: dict) -> list[str]:
         "it measures at the comparison's, mean over seeds):",
         "",
         "| method | setting | predicted ms | measured ms | measured ratio to the baseline "
-        "(mean ± std over seeds) | std of one measurement |",
-        "|---|---|---|---|---|---|",
+        "(mean ± std over seeds) | std of one measurement | ratio to the seed's smoea model, "
+        "measured together |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, m in result["methods"].items():
         if "latency" in m:
@@ -666,15 +786,24 @@ def _latency_lines(result: dict) -> list[str]:
             lines.append(
                 f"| {name} | {_setting(m)} | {m['latency']:.2f} | "
                 f"{_ms(m.get('measured_latency'))} | {ratio} | "
-                f"{'' if repeat is None else f'{repeat:.4f}'} |"
+                f"{'' if repeat is None else f'{repeat:.4f}'} | {_beside_text(m)} |"
             )
     if "measured_latency_agrees" in result:
         agrees = "yes" if result["measured_latency_agrees"] else "no"
         lines += [
             "",
-            f"Every run measured within {matching.MATCH_TOLERANCE:.0%} of the target: {agrees}.",
+            f"Every run measured within {matching.MATCH_TOLERANCE:.0%} of the target: {agrees} "
+            "(a run matched beside its seed's smoea model: of that model's time, measured "
+            "together).",
         ]
     return lines
+
+
+def _beside_text(m: dict) -> str:
+    ratio, std = m.get("measured_beside_smoea_ratio"), m.get("beside_smoea_std")
+    if ratio is None:
+        return ""
+    return f"{ratio:.4f}" + ("" if std is None else f" ± {std:.4f}")
 
 
 def _setting(m: dict) -> str:

@@ -488,6 +488,7 @@ def cmd_compare(args) -> None:
         out,
         log=lambda m: print(m, file=sys.stderr),
         save_model=_compare_model_saver(record, splits) if args.save_models else None,
+        match_beside=args.latency_match,
     )
     result.update(
         command="smoea " + shlex.join(sys.argv[1:]) if _argv_is_cli() else "smoea compare",

@@ -219,6 +219,15 @@ def _compare_parser(p: argparse.ArgumentParser) -> None:
         "(within 3%%): its own target is searched by pruning without fine-tuning and measuring",
     )
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1,2 (default 0,1)")
+    p.add_argument(
+        "--latency-match",
+        choices=("smoea", "baseline"),
+        default="smoea",
+        help="at a latency target, what each other method is measured beside while it is "
+        "brought to the target: smoea (the seed's SMOEA model, in the same rounds: equal "
+        "latency when measured together; the default) | baseline (a fresh baseline each, "
+        "as runs before 2026-12-04 were)",
+    )
     _run_dir(p, "directory for compare.json/.md/.png and runs/", required=True)
     p.add_argument("--resume", action="store_true", help="reuse the finished runs in --out")
     p.add_argument(
