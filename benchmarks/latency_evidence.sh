@@ -38,7 +38,10 @@ name=$name${SMOEA_TAG:+-$SMOEA_TAG}
 # SMOEA's settings ("--budget fronts"); give such runs their own SMOEA_TAG. The budget rule is
 # the default's (`auto`: `level` at a latency target) since 2026-12-04; the cells before it
 # (b1-r0.8, b1-r0.8-epyc, b1-r0.8-epyc-f6) ran `--budget fronts`, b1-r0.8-epyc-f6-level
-# `--budget level` given as SMOEA_FLAGS (the same rule as auto there)
+# `--budget level` given as SMOEA_FLAGS (the same rule as auto there). Since then too the other
+# methods are matched beside the seed's SMOEA model (`--latency-match smoea`, compare's
+# default); every cell before the -pair ones was matched beside a fresh baseline: resume them
+# with SMOEA_FLAGS="--latency-match baseline"
 out=runs/latency-evidence/$arch/$name
 kept=$here/results/latency-evidence/$arch/$name
 if [[ ! -d $out/runs && -d $kept/runs ]]; then

@@ -11,7 +11,9 @@ in the RUNS_DIRs (`<method>-seed<k>.pt`, written by `smoea compare --save-models
 together in the same interleaved rounds (smoea.latency.time_models: each round takes one sample
 of each, in a shuffled order), `--repeats` times, spread over the run (each repeat is a full
 set of rounds of all of them). Prints each model's ratio to the baseline (mean over repeats and
-its std), the ratio the compare run recorded, and whether each is within 3% of `--target`; the
+its std), the ratio the compare run recorded, and whether each is within 3% of `--target`;
+beside it each model's ratio to the smoea model of its cell and seed in the same rounds, and
+the one its run recorded when it was matched beside that model (`--latency-match smoea`); the
 same in OUT.json. Run it alone.
 """
 
@@ -42,10 +44,11 @@ def saved_runs(runs_dirs: list[Path]) -> list[tuple[str, Path]]:
     ]
 
 
-def measure_all(baseline, models: list, batch: int, repeats: int, rounds: int) -> list[list[float]]:
-    """Each repeat: ms per call of the baseline and every model, measured together (3x32x32
-    inputs: the evidence cells are CIFAR-10's; model files do not record their input shape)."""
-    shape, cpu = (3, 32, 32), torch.device("cpu")
+def measure_all(
+    baseline, models: list, shape: tuple, batch: int, repeats: int, rounds: int
+) -> list[list[float]]:
+    """Each repeat: ms per call of the baseline and every model, measured together."""
+    cpu = torch.device("cpu")
     out = []
     for k in range(repeats):
         out.append(time_models([baseline, *models], shape, batch, cpu, rounds))
@@ -59,6 +62,7 @@ def rows(names: list[str], recorded: list[dict], times: list[list[float]], targe
     for i, name in enumerate(names):
         ratios = [t[i + 1] / t[0] for t in times]
         mean = statistics.fmean(ratios)
+        ref = _smoea_of(name, names)
         result.append(
             {
                 "run": name,
@@ -67,9 +71,22 @@ def rows(names: list[str], recorded: list[dict], times: list[list[float]], targe
                 "std": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
                 "recorded_ratio": recorded[i].get("measured_latency_ratio"),
                 "within": abs(mean - target) <= TOLERANCE * target,
+                "beside_smoea": None
+                if ref is None
+                else statistics.fmean(t[i + 1] / t[ref + 1] for t in times),
+                "recorded_beside_smoea": (recorded[i].get("measured_beside_smoea") or {}).get(
+                    "ratio"
+                ),
             }
         )
     return result
+
+
+def _smoea_of(name: str, names: list[str]) -> int | None:
+    """The index of the smoea run of the same cell and seed as `name` (cell/method-seedK)."""
+    cell, run = name.split("/", 1)
+    seed = run.rsplit("-seed", 1)[1]
+    return next((k for k, n in enumerate(names) if n == f"{cell}/smoea-seed{seed}"), None)
 
 
 def summary(table: list[dict]) -> str:
@@ -103,15 +120,21 @@ def main() -> None:
     names = [name for name, _ in runs]
     recorded = [json.loads(path.with_suffix(".json").read_text()) for _, path in runs]
     models = [checkpoint.load(path) for _, path in runs]
-    baseline = checkpoint.load(args.baseline)
-    times = measure_all(baseline, models, args.batch, args.repeats, args.rounds)
+    record, baseline = checkpoint.load_model_file(args.baseline)
+    shape = tuple(record.get("image_shape") or (3, 32, 32))  # older files: CIFAR-10's
+    times = measure_all(baseline, models, shape, args.batch, args.repeats, args.rounds)
     table = rows(names, recorded, times, args.target)
-    print("| run | ratio, measured together (mean of repeats) | std | recorded | within 3% |")
-    print("|---|---|---|---|---|")
+    print(
+        "| run | ratio, measured together (mean of repeats) | std | recorded | within 3% "
+        "| to its seed's smoea, together | recorded beside smoea |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in table:
-        rec = "-" if r["recorded_ratio"] is None else f"{r['recorded_ratio']:.3f}"
         within = "yes" if r["within"] else "no"
-        print(f"| {r['run']} | {r['ratio']:.3f} | {r['std']:.3f} | {rec} | {within} |")
+        print(
+            f"| {r['run']} | {r['ratio']:.3f} | {r['std']:.3f} | {_f(r['recorded_ratio'])} | "
+            f"{within} | {_f(r['beside_smoea'])} | {_f(r['recorded_beside_smoea'])} |"
+        )
     print(summary(table))
     if args.out:
         record = {
@@ -127,6 +150,10 @@ def main() -> None:
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=1))
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
