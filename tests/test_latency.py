@@ -284,14 +284,15 @@ def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkey
         return answer
 
     monkeypatch.setattr(latency, "time_models", scripted)
-    script = iter([[10.0, 8.0], noisy, [20.0, 14.0], [10.0, 9.0], *[[10.0, 8.0]] * 4])
+    monkeypatch.setattr(latency, "_FASTEST", {})
+    script = iter([[10.0, 8.0], noisy, [10.0, 7.0], [10.0, 9.0], *[[10.0, 8.0]] * 5])
     logs = []
     m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", 9, 4, logs.append)
-    # 0.7-0.9 spread 25% (more than SPREAD): said so, and 4 more measured
+    # the refused one replaced; 0.7-0.9 spread 25% (more than SPREAD): said so, 4 more measured
     assert len(logs) == 1 and "spread 25%" in logs[0] and "measuring 4 more" in logs[0]
-    assert m["ratios"] == pytest.approx([0.8, 0.7, 0.9, 0.8, 0.8, 0.8, 0.8])
+    assert m["ratios"] == pytest.approx([0.8, 0.7, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8])
     assert m["ratio"] == pytest.approx(0.8) and m["spread"] == pytest.approx(0.2 / 0.8)
-    assert m["ms"] == pytest.approx(63 / 7) and m["baseline_ms"] == pytest.approx(80 / 7)
+    assert m["ms"] == pytest.approx(64 / 8) and m["baseline_ms"] == pytest.approx(10.0)
     quiet = iter([[10.0, 8.0], [10.0, 8.4], [10.0, 8.2], [10.0, 8.0]])
     monkeypatch.setattr(latency, "time_models", lambda *a: next(quiet))
     m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", log=logs.append)
@@ -299,6 +300,29 @@ def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkey
     monkeypatch.setattr(latency, "time_models", lambda *a: (_ for _ in ()).throw(noisy))
     with pytest.raises(SmoeaError, match="too noisy"):
         latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", repeats=3)
+
+
+def test_a_ratio_is_measured_in_the_machines_fast_state(monkeypatch):
+    """Measurements whose baseline ran more than STATE_SLACK over its fastest (the VM's slow
+    state, which shifts pruned models' ratios unequally) are not averaged in: more are made
+    until enough came fast; after STATE_WAIT_S, those that came, or all, said so."""
+    fast, slow = [10.0, 8.0], [12.0, 10.2]  # slow: ratio 0.85 where the fast state gives 0.8
+    monkeypatch.setattr(latency, "_FASTEST", {})
+    script = iter([fast, fast, slow, slow, slow, fast, fast])
+    monkeypatch.setattr(latency, "time_models", lambda *a: next(script))
+    logs, pair = [], (nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu")
+    m = latency.time_ratio(*pair, log=logs.append)
+    assert m["ratios"] == pytest.approx([0.8] * 4) and not logs  # the slow three left out
+    monkeypatch.setattr(latency, "STATE_WAIT_S", 0.0)  # no waiting: what came is used
+    script = iter([slow, fast, slow, slow])
+    m = latency.time_ratio(*pair, log=logs.append)
+    assert m["ratios"] == pytest.approx([0.8]) and "1 of 4" in logs[-1] and "those" in logs[-1]
+    script = iter([slow] * 4)  # the fastest seen in this process was 10 ms: none came fast
+    m = latency.time_ratio(*pair, log=logs.append)
+    assert m["ratio"] == pytest.approx(0.85) and "0 of 4" in logs[-1] and "all" in logs[-1]
+    other = (nn.Linear(1, 2), nn.Linear(1, 1), (1,), 1, "cpu")  # another first model: own fastest
+    script = iter([slow] * 4)
+    assert latency.time_ratio(*other, log=logs.append)["ratio"] == pytest.approx(0.85)
 
 
 def test_the_prune_command_records_predicted_and_measured_latency(
@@ -372,6 +396,8 @@ def test_a_model_measured_over_the_latency_target_is_refitted(trained_tiny, monk
     more than 5%, the model is cut further until the measurement fits. The machine slows down
     1.5 times between measurements: measured together with the unpruned model, the pruned one's
     ratio does not see it."""
+    # a machine that only ever slows down has no fast state to wait for (latency.STATE_SLACK)
+    monkeypatch.setattr(latency, "STATE_WAIT_S", 0.0)
     report, _, _ = _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, 1.25, drift=1.5)
     steps = report["latency_refit"]
     assert len(steps) >= 2 and steps[0]["measured_ratio"] > 0.6 * 1.05
