@@ -254,7 +254,9 @@ def _run_path(out: Path | None, name: str, seed: int) -> Path | None:
 def _reference_model(pruned, out: Path | None, seed: int, cfg, log) -> nn.Module | None:
     """The seed's SMOEA model to match the other methods beside (a reused run's read back
     from its .pt file); None (each matched beside a fresh baseline) where there is none."""
-    if cfg.target_latency is None or pruned is not None:
+    if cfg.target_latency is None:
+        return None
+    if pruned is not None:
         return pruned
     path = _run_path(out, REFERENCE, seed).with_suffix(".pt")
     try:
