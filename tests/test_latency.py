@@ -284,7 +284,7 @@ def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkey
         return answer
 
     monkeypatch.setattr(latency, "time_models", scripted)
-    monkeypatch.setattr(latency, "_FASTEST", {})
+    monkeypatch.setattr(latency, "_SEEN", {})
     script = iter([[10.0, 8.0], noisy, [10.0, 7.0], [10.0, 9.0], *[[10.0, 8.0]] * 5])
     logs = []
     m = latency.time_ratio(nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu", 9, 4, logs.append)
@@ -303,11 +303,11 @@ def test_a_ratio_is_the_mean_of_repeated_measurements_without_the_refused(monkey
 
 
 def test_a_ratio_is_measured_in_the_machines_fast_state(monkeypatch):
-    """Measurements whose baseline ran more than STATE_SLACK over its fastest (the VM's slow
+    """Measurements whose baseline ran more than STATE_SLACK over its fast level (the VM's slow
     state, which shifts pruned models' ratios unequally) are not averaged in: more are made
     until enough came fast; after STATE_WAIT_S, those that came, or all, said so."""
     fast, slow = [10.0, 8.0], [12.0, 10.2]  # slow: ratio 0.85 where the fast state gives 0.8
-    monkeypatch.setattr(latency, "_FASTEST", {})
+    monkeypatch.setattr(latency, "_SEEN", {})
     script = iter([fast, fast, slow, slow, slow, fast, fast])
     monkeypatch.setattr(latency, "time_models", lambda *a: next(script))
     logs, pair = [], (nn.Linear(1, 1), nn.Linear(1, 1), (1,), 1, "cpu")
@@ -317,10 +317,10 @@ def test_a_ratio_is_measured_in_the_machines_fast_state(monkeypatch):
     script = iter([slow, fast, slow, slow])
     m = latency.time_ratio(*pair, log=logs.append)
     assert m["ratios"] == pytest.approx([0.8]) and "1 of 4" in logs[-1] and "those" in logs[-1]
-    script = iter([slow] * 4)  # the fastest seen in this process was 10 ms: none came fast
+    script = iter([slow] * 4)  # its fast level in this process is 10 ms: none came fast
     m = latency.time_ratio(*pair, log=logs.append)
     assert m["ratio"] == pytest.approx(0.85) and "0 of 4" in logs[-1] and "all" in logs[-1]
-    other = (nn.Linear(1, 2), nn.Linear(1, 1), (1,), 1, "cpu")  # another first model: own fastest
+    other = (nn.Linear(1, 2), nn.Linear(1, 1), (1,), 1, "cpu")  # another first model: own level
     script = iter([slow] * 4)
     assert latency.time_ratio(*other, log=logs.append)["ratio"] == pytest.approx(0.85)
 

@@ -54,6 +54,11 @@ def test_next_setting_follows_the_secant_and_stays_in_range():
     seen = [(0.8, 0.947), (0.676, 0.984), (0.549, 0.936), (0.195, 0.701)]
     seen = [{"setting": s, "measured_ratio": m} for s, m in seen]
     assert next_setting(seen, 0.8) == pytest.approx(0.195 + (0.099 / 0.235) * 0.354)
+    # smoea-macs seed 0 on resnet20 (ratio to SMOEA's model, target 1): not monotone; the
+    # nearest in measurement (0.369 -> 0.944, 0.543 -> 1.144) sent the try back to 0.418
+    seen = [(0.8, 1.169), (0.684, 1.26), (0.543, 1.144), (0.369, 0.944), (0.418, 0.941)]
+    seen = [{"setting": s, "measured_ratio": m} for s, m in seen]
+    assert next_setting(seen, 1.0) == pytest.approx(0.418 + (0.059 / 0.203) * 0.125)
     assert within_tolerance([0.59, 0.61], 0.6) and not within_tolerance([0.59, None], 0.6)
     assert not within_tolerance([0.65], 0.6) and not within_tolerance([], 0.6)
 

@@ -45,15 +45,18 @@ def match(
 
 def next_setting(tries: list[dict], target: float, lowest: float = SETTING_RANGE[0]) -> float:
     """The next setting to try, from `lowest` to 1: once tries measured on both sides of the
-    target, the line between the nearest on each side; before, the secant through the last
-    two where they rise with the setting, else the last setting scaled by target / measured."""
+    target, the line between the nearest settings on each side (the smallest measured above
+    it, the largest below: where a search's latency is not monotone in its setting, as
+    smoea-macs's MAC target, the pair nearest in measurement can lie outside that bracket and
+    send the next try back to one made); before, the secant through the last two where they
+    rise with the setting, else the last setting scaled by target / measured."""
     last = tries[-1]
     setting = last["setting"] * target / last["measured_ratio"]
     above = [t for t in tries if t["measured_ratio"] > target]
     below = [t for t in tries if t["measured_ratio"] < target]
     if above and below:
-        hi = min(above, key=lambda t: t["measured_ratio"])
-        lo = max(below, key=lambda t: t["measured_ratio"])
+        hi = min(above, key=lambda t: t["setting"])
+        lo = max(below, key=lambda t: t["setting"])
         share = (target - lo["measured_ratio"]) / (hi["measured_ratio"] - lo["measured_ratio"])
         setting = lo["setting"] + share * (hi["setting"] - lo["setting"])
     elif len(tries) >= 2:
