@@ -42,16 +42,12 @@ def tiny_config(**changes) -> PruneConfig:
     return config
 
 
-def run_compare(model, splits, methods, config) -> dict:
-    """One seed of `compare` on fresh copies of `model`, on the CPU, quietly."""
+def run_compare(model, splits, methods, config, **options) -> dict:
+    """One seed of `compare` on fresh copies of `model`, on the CPU, quietly (`options`: more
+    of compare's arguments, e.g. out, save_model, match_beside)."""
+    options = {"log": lambda m: None, **options}
     return compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        methods,
-        [0],
-        config,
-        torch.device("cpu"),
-        log=lambda m: None,
+        lambda: copy.deepcopy(model), splits, methods, [0], config, torch.device("cpu"), **options
     )
 
 

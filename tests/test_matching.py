@@ -12,7 +12,7 @@ from smoea.compare import compare, parse_methods, write_table
 from smoea.errors import SmoeaError
 from smoea.matching import MATCH_TOLERANCE, MATCH_TRIES, match, next_setting, within_tolerance
 from smoea.models import make_arch
-from tests.test_compare import tiny_config
+from tests.test_compare import run_compare, tiny_config
 
 ARCH = make_arch("vgg14", 0.125, 3, 3, 16)  # trained_tiny's
 
@@ -103,16 +103,7 @@ def test_compare_brings_every_method_to_the_measured_latency_target(
     config = tiny_config(target_params=None, target_latency=TARGET, generations=1)
     config.finetune.epochs = config.final.epochs = 0
     methods = parse_methods("smoea,smoea-macs,halp,l1-progressive,l1-at-smoea")
-    result = compare(
-        lambda: copy.deepcopy(model),
-        splits,
-        methods,
-        [0],
-        config,
-        torch.device("cpu"),
-        log=print,
-        match_beside="baseline",
-    )
+    result = run_compare(model, splits, methods, config, match_beside="baseline")
     assert result["measured_latency_agrees"]
     for name, m in result["methods"].items():
         assert "failed" not in m, (name, m)
@@ -146,17 +137,9 @@ def test_other_methods_are_matched_beside_the_seeds_smoea_model(
     arch_saver = lambda path, m: save_model(path, m, ARCH, {})  # noqa: E731
 
     def run(methods: str, save=arch_saver, beside="smoea"):
-        return compare(
-            lambda: copy.deepcopy(model),
-            splits,
-            parse_methods(methods),
-            [0],
-            config,
-            torch.device("cpu"),
-            out,
-            log=print,
-            save_model=save,
-            match_beside=beside,
+        methods = parse_methods(methods)
+        return run_compare(
+            model, splits, methods, config, out=out, save_model=save, match_beside=beside
         )
 
     result = run("smoea,halp")
