@@ -8,18 +8,12 @@ import torch
 
 from smoea import baselines
 from smoea.cli import main
-from smoea.compare import (
-    AT_SMOEA,
-    LATENCY_ONLY,
-    PROGRESSIVE,
-    VARIANTS,
-    compare,
-    parse_methods,
-    write_table,
-)
+from smoea.compare import compare
 from smoea.data import TensorData
 from smoea.errors import SmoeaError
+from smoea.methods import AT_SMOEA, LATENCY_ONLY, PROGRESSIVE, VARIANTS, parse_methods
 from smoea.pipeline import PruneConfig
+from smoea.summary import write_table
 from smoea.train import TrainConfig
 from tests.conftest import synthetic_images
 
@@ -136,7 +130,7 @@ def test_a_failing_method_is_reported_and_the_others_go_on(tiny_splits, monkeypa
     def broken(*args, **kwargs):
         raise RuntimeError("criterion exploded")
 
-    monkeypatch.setattr("smoea.compare.criterion_prune", broken)
+    monkeypatch.setattr("smoea.methods.criterion_prune", broken)
     result = run_compare(model, splits, ["l1-uniform", "whole-nsga2"], tiny_config(generations=1))
     assert "criterion exploded" in result["methods"]["l1-uniform"]["failed"]
     assert result["methods"]["whole-nsga2"]["test_accuracy_mean"] > 0
@@ -285,7 +279,7 @@ def test_at_smoea_without_smoea_is_reported_as_failed(tiny_splits):
 
 @pytest.mark.slow
 def test_table_and_plot_show_macs(comparison, tmp_path):
-    from smoea.compare import plot_compare
+    from smoea.summary import plot_compare
 
     table = write_table(comparison)
     assert "MACs ratio" in table and "held-out val. %" in table
@@ -367,6 +361,7 @@ def test_no_method_reads_the_test_split_before_it_is_pruned_and_fine_tuned(
     """A tripwire on the test split: reads count as early unless they come from the final
     measurement of a finished method (or the baseline's row, after every method)."""
     import smoea.compare as cmp
+    import smoea.methods as methods_module
 
     model, splits = tiny_splits
     state = {"measuring": False, "early": 0, "late": 0}
@@ -387,7 +382,7 @@ def test_no_method_reads_the_test_split_before_it_is_pruned_and_fine_tuned(
 
         return wrapped
 
-    monkeypatch.setattr(cmp, "_measure", measuring(cmp._measure))
+    monkeypatch.setattr(methods_module, "_measure", measuring(methods_module._measure))
     monkeypatch.setattr(cmp, "_baseline_row", measuring(cmp._baseline_row))
     splits_with_wire = copy.copy(splits)
     splits_with_wire.test = Tripwire(splits.test.x, splits.test.y)

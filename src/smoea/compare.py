@@ -1,12 +1,10 @@
-"""The paper's comparison: every method prunes one baseline to the same parameter (or MAC) count."""
+"""The paper's comparison: every method prunes one baseline to the same parameter, MAC or measured
+latency target; runs are saved, reused, and (at a latency target) matched by measuring."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import re
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,81 +15,29 @@ import torch
 import torch.nn as nn
 
 from smoea import distributed, latency, matching
-from smoea.allocations import halp, ratio_search, sensitivity
-from smoea.baselines import (
-    CRITERIA,
-    RANKINGS,
-    RAW,
-    criterion_at_counts,
-    criterion_progressive,
-    criterion_prune,
-    whole_model_nsga2,
-)
 from smoea.checkpoint import load_model_file
-from smoea.data import Splits, outside_subset
+from smoea.data import Splits
 from smoea.errors import SmoeaError
-from smoea.pipeline import PruneConfig, prune
+from smoea.methods import (
+    AT_SMOEA,
+    LATENCY_ONLY,
+    VARIANTS,
+    check_methods,
+    latency_figures,
+    pruning_only,
+    run_method,
+)
+from smoea.pipeline import PruneConfig
 from smoea.report import model_figures, versions
-from smoea.structure import Structure, minimum_units, plan_groups
-from smoea.train import TrainConfig, train, what_ran
+from smoea.structure import Structure, minimum_units
+from smoea.summary import summarize
 
-METHODS = ("smoea", *CRITERIA, "whole-nsga2")
-AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
-PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
-ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search", "halp")
-# SMOEA with a MAC target, the MAC ratio found so that it measures at the latency target
-LATENCY_ONLY = ("smoea-macs",)
 # at a latency target, the seed's SMOEA model is what the other methods are matched beside
 # (measured in the same rounds as theirs: the machine's drift between runs cancels, and equal
 # latency means equal when measured together); `--latency-match baseline`: each beside a
 # fresh baseline, the way runs before 2026-12-04 were matched
 REFERENCE = "smoea"
 MATCH_BESIDE = (REFERENCE, "baseline")
-VARIANTS = (
-    "smoea",
-    *LATENCY_ONLY,
-    *AT_SMOEA,
-    *PROGRESSIVE,
-    *(f"{c}-{r}" for c in CRITERIA for r in RANKINGS),
-    *ADAPTIVE,
-    "whole-nsga2",
-)
-
-
-def parse_methods(text: str) -> list[str]:
-    """Method variants to run, in a fixed order (smoea first: whole-nsga2 takes its budget).
-
-    A criterion name alone (`l1`) means both its uniform and its global variant.
-    """
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHODS and m not in VARIANTS]
-    if unknown or not names:
-        raise SmoeaError(
-            f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-3:] + LATENCY_ONLY)} "
-            "(a criterion may carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
-        )
-    chosen = set()
-    for name in names:
-        chosen |= {f"{name}-{r}" for r in RANKINGS} if name in CRITERIA else {name}
-    return [v for v in VARIANTS if v in chosen]
-
-
-def check_methods(variants: list[str], config: PruneConfig) -> None:
-    """Methods that need a setting the comparison lacks are refused before anything runs."""
-    if config.target_latency is None and set(variants) & set(LATENCY_ONLY):
-        raise SmoeaError(
-            "smoea-macs needs --target-latency: it is SMOEA with the MAC target that measures "
-            "at that latency"
-        )
-
-
-def finetune_schedule(config: PruneConfig, n_groups: int) -> list[tuple[int, TrainConfig]]:
-    """SMOEA's fine-tuning steps as (step, config): one after each group but the last, then the
-    final one. The step numbers seed the data order, so every method sees the same batches."""
-    steps = [(g + 1, config.finetune) for g in range(n_groups - 1)]
-    steps.append((n_groups + 1, config.final))
-    return [(step, tc) for step, tc in steps if tc.epochs > 0]
 
 
 def compare(
@@ -193,7 +139,7 @@ def _latency_table(make_model, splits: Splits, config: PruneConfig, device, log)
 def _baseline_row(make_model, splits: Splits, config: PruneConfig, device) -> dict:
     """The unpruned model's test accuracy and sizes, measured after every method finished."""
     baseline = make_model().to(device)
-    return {**model_figures(baseline, splits, device), **_latency_figures(baseline, splits, config)}
+    return {**model_figures(baseline, splits, device), **latency_figures(baseline, splits, config)}
 
 
 def _cached_run(
@@ -297,7 +243,7 @@ def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log,
         dry = replace(
             at, finetune=replace(at.finetune, epochs=0), final=replace(at.final, epochs=0)
         )
-        with _pruning_only():
+        with pruning_only():
             runs = _scaled_budgets(smoea_run, setting, cfg)
             return run_method(name, make_model(), splits, dry, device, runs)[1]
 
@@ -350,19 +296,6 @@ def _scaled_budgets(smoea_run: dict | None, setting: float, cfg: PruneConfig) ->
     return {**smoea_run, "group_budgets": [min(1.0, b * scale) for b in smoea_run["group_budgets"]]}
 
 
-# inside _pruning_only(): a method's run is measured for its latency alone (no accuracy)
-_PRUNING_ONLY = contextvars.ContextVar("pruning_only", default=False)
-
-
-@contextlib.contextmanager
-def _pruning_only():
-    token = _PRUNING_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _PRUNING_ONLY.reset(token)
-
-
 def _settings(cfg: PruneConfig) -> dict:
     """A run's settings as its record keeps them (JSON types, the effort rule that runs)."""
     settings = json.loads(json.dumps(cfg.as_dict()))
@@ -408,192 +341,6 @@ def _short(result: dict) -> str:
     return f"test {result['test_accuracy']:.4f}, params {result['params']:,}"
 
 
-def run_method(
-    name: str,
-    model: nn.Module,
-    splits: Splits,
-    cfg: PruneConfig,
-    device: torch.device,
-    smoea_run: dict | None = None,
-    teacher: nn.Module | None = None,
-) -> tuple[dict, nn.Module]:
-    """Prune a fresh copy of the baseline with one method variant, fine-tune, measure; returns
-    the figures and the pruned model. With `cfg.distill`, `teacher` (the unpruned baseline)
-    teaches every method's fine-tuning."""
-    model.to(device).eval()
-    if name in ("smoea", *LATENCY_ONLY):
-        return _run_smoea(model, splits, cfg, device, teacher)
-    distill = cfg.distillation(teacher)
-    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    n_groups = len(plan_groups(s, cfg.groups))  # the groups SMOEA would use: its schedule
-    if name in ("whole-nsga2", "ratio-search"):
-        budget = smoea_run["evaluations"] if smoea_run and "evaluations" in smoea_run else None
-        budget = budget or cfg.pop_size * (cfg.generations + 1) * n_groups
-        if name == "whole-nsga2":
-            model, info = whole_model_nsga2(model, splits, cfg, budget)
-        else:
-            info = ratio_search(model, splits, cfg, budget)
-        info["evaluation_budget"] = budget
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-    if name in PROGRESSIVE:
-        return _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill)
-    if name in ("sensitivity", "halp"):
-        info = (sensitivity if name == "sensitivity" else halp)(model, splits, cfg)
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-    if name in AT_SMOEA:
-        if not smoea_run or "filters_after" not in smoea_run:
-            raise SmoeaError(f"{name} needs a finished smoea run of the same seed; add smoea")
-        criterion = name.removesuffix("-at-smoea")
-        info = criterion_at_counts(model, criterion, smoea_run["filters_after"], splits, cfg.seed)
-        info["evaluations"] = 0
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-    criterion, ranking = _criterion_and_ranking(name)
-    info = criterion_prune(
-        model, criterion, ranking, cfg.target, splits, cfg.min_keep, cfg.seed, cfg.measure
-    )
-    info["evaluations"] = 0
-    return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-
-
-def _criterion_and_ranking(name: str) -> tuple[str, str]:
-    """`l1-uniform` -> (l1, uniform); `l1-global-raw` -> (l1, global-raw); `lamp` -> global."""
-    if name == "lamp":
-        return "lamp", "global"
-    if name.endswith("-global-raw"):
-        return name.removesuffix("-global-raw"), "global-raw"
-    criterion, ranking = name.rsplit("-", 1)
-    return criterion, ranking
-
-
-def _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill):
-    """The criterion group by group to SMOEA's group budgets, fine-tuned between groups with
-    SMOEA's steps (the same data-order seeds)."""
-    if not smoea_run or not smoea_run.get("group_budgets"):
-        raise SmoeaError(f"{name} needs a finished smoea run of the same seed; add smoea")
-    groups = plan_groups(s, cfg.groups)
-    schedule = finetune_schedule(cfg, len(groups))
-    steps = dict(schedule)
-
-    ran = []
-
-    def after_group(g: int) -> None:
-        step = g + 1 if g < len(groups) - 1 else len(groups) + 1
-        if step in steps:
-            tc = steps[step]
-            ran.append(_finetune_step(model, splits, tc, device, cfg, step, distill))
-
-    start = time.perf_counter()
-    criterion = name.removesuffix("-progressive")
-    info = criterion_progressive(
-        model, criterion, groups, smoea_run["group_budgets"], splits, cfg, after_group
-    )
-    info["evaluations"] = 0
-    info["finetune_ran"] = ran
-    tuned = time.perf_counter() - start - info["seconds"]
-    return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
-
-
-def _run_smoea(model, splits, cfg, device, teacher):
-    model, report = prune(
-        model,
-        splits.train,
-        splits.val,
-        replace(cfg, latency_refit=False),  # _run_matched brings every method to the target
-        device,
-        splits.mean,
-        splits.std,
-        log=lambda m: None,
-        teacher=teacher,
-    )
-    steps = [g["finetune"] for g in report["groups"] if "finetune" in g]
-    steps += [report["final_finetune"]] if "final_finetune" in report else []
-    tuned = [t["seconds"] for t in steps]
-    schedule = finetune_schedule(cfg, len(report["groups"]))
-    return _measure(
-        model,
-        splits,
-        cfg,
-        device,
-        {
-            "search_seconds": report["search_seconds"],
-            "evaluations": sum(g["evaluations"] for g in report["groups"]),
-            "finetune_seconds": sum(tuned),
-            "finetune_schedule": _schedule_record(schedule),
-            "finetune_ran": [t["ran"] for t in steps],
-            "filters_after": report["filters_after"],
-            "group_budgets": [g["budget"] for g in report["groups"]],
-            # where the search time went: seconds, evaluations and the effort rule per group
-            "group_search": [
-                {k: g.get(k) for k in ("seconds", "evaluations", "effort")}
-                for g in report["groups"]
-            ],
-        },
-    )
-
-
-def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict, distill):
-    """Fine-tune with SMOEA's schedule, back to back with the same seeds, then measure."""
-    schedule = finetune_schedule(cfg, n_groups)
-    start = time.perf_counter()
-    info["finetune_ran"] = [
-        _finetune_step(model, splits, tc, device, cfg, step, distill) for step, tc in schedule
-    ]
-    tuned = time.perf_counter() - start
-    return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
-
-
-def _finetune_step(model, splits, tc: TrainConfig, device, cfg, step: int, distill) -> dict:
-    """One fine-tuning step of the schedule; returns what it actually ran."""
-    seed, desc = cfg.seed * 1000 + step, f"fine-tune step {step}"
-    history = train(model, splits, tc, device, seed, desc=desc, distill=distill)
-    return {"step": step, **what_ran(history)}
-
-
-def _measure_tuned(model, splits, cfg, device, schedule, tuned: float, info: dict):
-    example = torch.zeros(1, *splits.image_shape, device=device)
-    return _measure(
-        model,
-        splits,
-        cfg,
-        device,
-        {
-            "search_seconds": info.get("seconds", 0.0),
-            "evaluations": info["evaluations"],
-            "finetune_seconds": tuned,
-            "finetune_schedule": _schedule_record(schedule),
-            "finetune_ran": info.pop("finetune_ran"),
-            "filters_after": Structure(model, example).units_per_layer.tolist(),
-            "method_info": info,
-        },
-    )
-
-
-def _schedule_record(schedule: list[tuple[int, TrainConfig]]) -> list[dict]:
-    return [{"step": step, **tc.as_dict()} for step, tc in schedule]
-
-
-def _measure(model, splits, cfg, device, extra: dict) -> tuple[dict, nn.Module]:
-    """Accuracies after pruning and fine-tuning (validation outside SMOEA's search set is the
-    fair one between methods) and sizes; returned with the model. Inside _pruning_only(),
-    only the model (no accuracy is measured: nothing is chosen by it)."""
-    if _PRUNING_ONLY.get():
-        return extra, model
-    held_out = outside_subset(splits.val, cfg.search_size, cfg.seed)
-    figures = model_figures(model, splits, device, held_out)
-    return {**figures, **_latency_figures(model, splits, cfg), **extra}, model
-
-
-def _latency_figures(model: nn.Module, splits: Splits, cfg: PruneConfig) -> dict:
-    """With a latency table active: the model's predicted latency ("latency", ms, the size the
-    methods are brought to)."""
-    table = latency.current()
-    if table is None:
-        return {}
-    device = next(model.parameters()).device
-    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
-    return {"latency": float(s.count(s.units_per_layer, "latency")[0])}
-
-
 # rounds a method's model and its baseline are measured in: at 9, the same resnet20 model
 # measured 0.794 then 0.775 of its baseline at batch 1, as much as the 3% methods are held to
 MEASURE_ROUNDS = 3 * latency.ROUNDS
@@ -632,228 +379,3 @@ def _measured_beside(other: nn.Module, pruned: nn.Module, splits: Splits) -> dic
         )
     except SmoeaError:
         return {"ratio": None}
-
-
-SUMMED = (
-    "params",
-    "macs",
-    "latency",
-    "measured_latency",
-    "measured_latency_ratio",
-    "search_seconds",
-    "evaluations",
-    "finetune_seconds",
-)
-
-
-def summarize(runs: dict[str, list[dict]], baseline: dict, config: PruneConfig) -> dict:
-    """Mean and spread over seeds per method, and whether all sizes agree within 1%."""
-    methods = {}
-    for name, results in runs.items():
-        ok = [r for r in results if "failed" not in r]
-        if not ok:
-            methods[name] = {"failed": results[0]["failed"], "runs": results}
-            continue
-        acc = np.array([r["test_accuracy"] for r in ok])
-        val = np.array([r["val_accuracy"] for r in ok])
-        methods[name] = {
-            "test_accuracy_mean": float(acc.mean()),
-            "test_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-            "val_accuracy_mean": float(val.mean()),
-            "held_out_val_accuracy_mean": _mean_of(ok, "held_out_val_accuracy"),
-            "drop": float(baseline["test_accuracy"] - acc.mean()),
-            **{k: _mean_of(ok, k) for k in SUMMED if all(k in r for r in ok)},
-            "measured_latency_ratio_std": _std_of(ok, "measured_latency_ratio"),
-            "measured_latency_repeat_std": _repeat_std(ok),
-            **_beside_figures(ok),
-            "seeds": [r["seed"] for r in ok],
-            "failed_seeds": [r["seed"] for r in results if "failed" in r],
-            "runs": results,
-        }
-    return {
-        "baseline": baseline,
-        "target_params": config.target_params,
-        "target_macs": config.target_macs,
-        "target_latency": config.target_latency,
-        "measure": config.measure,
-        "config": config.as_dict(),
-        "methods": methods,
-        **_sizes_agree(runs, methods, config),
-    }
-
-
-def _sizes_agree(runs: dict[str, list[dict]], methods: dict, config: PruneConfig) -> dict:
-    """Whether every method reached the same size: its count within 1% of each other's, or at a
-    latency target every run measured within matching.MATCH_TOLERANCE of it."""
-    if config.measure == "latency":
-        ok = [r for rs in runs.values() for r in rs if "failed" not in r]
-        beside = [r["measured_beside_smoea"].get("ratio") for r in ok if _beside(r)]
-        alone = [r.get("measured_latency_ratio") for r in ok if not _beside(r)]
-        agrees = (bool(beside) or bool(alone)) and all(
-            matching.within_tolerance(ratios, goal)
-            for ratios, goal in ((beside, 1.0), (alone, config.target_latency))
-            if ratios
-        )
-        return {"measured_latency_agrees": agrees}
-    sizes = [m[config.measure] for m in methods.values() if config.measure in m]
-    return {f"{config.measure}_within_1pct": bool(sizes) and max(sizes) <= 1.01 * min(sizes)}
-
-
-def _beside(run: dict) -> bool:
-    return "measured_beside_smoea" in run
-
-
-def _beside_figures(runs: list[dict]) -> dict:
-    """The runs' time as a ratio to their seed's SMOEA model measured together (mean and std
-    over seeds), where every run was matched beside it."""
-    ratios = [r["measured_beside_smoea"].get("ratio") for r in runs if _beside(r)]
-    if not ratios or len(ratios) < len(runs) or None in ratios:
-        return {}
-    std = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else None
-    return {"measured_beside_smoea_ratio": float(np.mean(ratios)), "beside_smoea_std": std}
-
-
-def _std_of(runs: list[dict], key: str) -> float | None:
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return float(np.std(values, ddof=1)) if len(values) == len(runs) > 1 else None
-
-
-def _repeat_std(runs: list[dict]) -> float | None:
-    """How far one measurement of a run's latency ratio strays: the std over its repeated
-    measurements, averaged over runs (None for records with fewer than two)."""
-    stds = [
-        np.std(r["measured_latency_ratios"], ddof=1)
-        for r in runs
-        if len(r.get("measured_latency_ratios") or []) > 1
-    ]
-    return float(np.mean(stds)) if stds else None
-
-
-def _mean_of(runs: list[dict], key: str) -> float | None:
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return float(np.mean(values)) if len(values) == len(runs) else None
-
-
-def write_table(result: dict) -> str:
-    """compare.md: one row per method."""
-    b = result["baseline"]
-    lines = [
-        f"Baseline: test accuracy {100 * b['test_accuracy']:.2f}%, params {b['params']:,}, "
-        f"MACs {b['macs']:,}. Target: {_target_text(result)}.",
-        "",
-        "| method | seeds | test acc. % (mean ± std) | drop (points) | held-out val. % | params | "
-        "MACs | MACs ratio | search s | evaluations | fine-tune s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, m in result["methods"].items():
-        if "failed" in m:
-            lines.append(f"| {name} | | failed: {m['failed']} | | | | | | | | |")
-            continue
-        h = m.get("held_out_val_accuracy_mean")
-        held = "" if h is None else f"{100 * h:.2f}"
-        lines.append(
-            f"| {name} | {len(m['seeds'])} | {100 * m['test_accuracy_mean']:.2f} ± "
-            f"{100 * m['test_accuracy_std']:.2f} | {100 * m['drop']:.2f} | {held} | "
-            f"{m['params']:,.0f} | {m['macs']:,.0f} | {m['macs'] / b['macs']:.4f} | "
-            f"{m['search_seconds']:.0f} | {m['evaluations']:.0f} | {m['finetune_seconds']:.0f} |"
-        )
-    return "\n".join(lines + _latency_lines(result)) + "\n"
-
-
-def _latency_lines(result: dict) -> list[str]:
-    """With latency figures: each method's predicted latency (ms, the batch of the table) and
-    its measured latency, as ms and as a ratio to a baseline measured with it (blank where a
-    measurement was too noisy to keep), and how far one measurement of that ratio strays
-    (blank for records measured once)."""
-    b = result["baseline"]
-    if "latency" not in b:
-        return []
-    lines = [
-        "",
-        f"Latency (ms, as deployed; baseline predicted {b['latency']:.2f}; each pruned model "
-        "measured together with the baseline; setting: the target the method was given so that "
-        "it measures at the comparison's, mean over seeds):",
-        "",
-        "| method | setting | predicted ms | measured ms | measured ratio to the baseline "
-        "(mean ± std over seeds) | std of one measurement | ratio to the seed's smoea model, "
-        "measured together |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, m in result["methods"].items():
-        if "latency" in m:
-            ratio, spread = m.get("measured_latency_ratio"), m.get("measured_latency_ratio_std")
-            ratio = "" if ratio is None else f"{ratio:.4f}"
-            ratio += "" if spread is None or not ratio else f" ± {spread:.4f}"
-            repeat = m.get("measured_latency_repeat_std")
-            lines.append(
-                f"| {name} | {_setting(m)} | {m['latency']:.2f} | "
-                f"{_ms(m.get('measured_latency'))} | {ratio} | "
-                f"{'' if repeat is None else f'{repeat:.4f}'} | {_beside_text(m)} |"
-            )
-    if "measured_latency_agrees" in result:
-        agrees = "yes" if result["measured_latency_agrees"] else "no"
-        lines += [
-            "",
-            f"Every run measured within {matching.MATCH_TOLERANCE:.0%} of the target: {agrees} "
-            "(a run matched beside its seed's smoea model: of that model's time, measured "
-            "together).",
-        ]
-    return lines
-
-
-def _beside_text(m: dict) -> str:
-    ratio, std = m.get("measured_beside_smoea_ratio"), m.get("beside_smoea_std")
-    if ratio is None:
-        return ""
-    return f"{ratio:.4f}" + ("" if std is None else f" ± {std:.4f}")
-
-
-def _setting(m: dict) -> str:
-    """The mean matched setting over seeds (a MAC ratio for smoea-macs), blank if none."""
-    found = [r["latency_match"]["setting"] for r in m["runs"] if "latency_match" in r]
-    return f"{np.mean(found):.4f}" if found else ""
-
-
-def _ms(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def _target_text(result: dict) -> str:
-    if result.get("measure") == "latency":
-        return f"{result['target_latency']} of the latency (measured)"
-    if result.get("measure") == "macs":
-        return f"{result['target_macs']} of the MACs"
-    return f"{result['target_params']} of the parameters"
-
-
-def plot_compare(result: dict, path: Path) -> None:
-    """Test accuracy against MACs and against parameters (two panels), one marker per method,
-    the spread over seeds as bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    for ax, size in zip(axes, ("macs", "params")):
-        for name, m in result["methods"].items():
-            if "failed" in m:
-                continue
-            smoea = name == "smoea"
-            ax.errorbar(
-                m[size],
-                100 * m["test_accuracy_mean"],
-                yerr=100 * m["test_accuracy_std"],
-                fmt="*" if smoea else "o",
-                markersize=12 if smoea else 6,
-                capsize=3,
-                label=name,
-            )
-        ax.set_xlabel("MACs" if size == "macs" else "parameters")
-    axes[0].set_ylabel("test accuracy (%)")
-    base = result["baseline"]["test_accuracy"]
-    fig.suptitle(f"pruned to {_target_text(result)} (baseline {base:.2%})")
-    axes[1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -459,14 +459,14 @@ def _argv_is_cli() -> bool:
 
 
 def cmd_compare(args) -> None:
-    from smoea import compare
+    from smoea import compare, methods, summary
     from smoea.device import resolve_device
 
-    variants = compare.parse_methods(args.methods)
+    variants = methods.parse_methods(args.methods)
     seeds = _parse_seeds(args.seeds)
     config = prune_config(args)
     config.validate()
-    compare.check_methods(variants, config)
+    methods.check_methods(variants, config)
     out = Path(args.out)
     guard_compare_out(out, args.force, args.resume)
     device = resolve_device(args.device)
@@ -498,10 +498,10 @@ def cmd_compare(args) -> None:
         versions=versions(),
     )
     write_json(out / "compare.json", result)
-    table = compare.write_table(result)
+    table = summary.write_table(result)
     if distributed.is_main():
         (out / "compare.md").write_text(table)
-        compare.plot_compare(result, out / "compare.png")
+        summary.plot_compare(result, out / "compare.png")
     print(table)
 
 
