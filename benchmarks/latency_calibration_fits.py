@@ -1,18 +1,20 @@
 """Least squares or a median for the table's saving scale? Offline (issue "Real speed")
 
-Usage: python benchmarks/latency_calibration_fits.py
+Usage: python benchmarks/latency_calibration_fits.py [FIT]
 
 For each committed latency_model.py record (format5/, epyc/, and the two format-6 records that
-store their build's scale, unscaled with it): 300 random draws of 5 pruned models, a saving
+store their build's scale, unscaled with it): 300 random draws of FIT pruned models (default 5,
+what a build measures), a saving
 scale fitted on them by least squares (smoea.latency.fit_saving_scale, what a build does) and
 by the median of measured over predicted saving (savings predicted above 2%), each scored on
-the other 15 models; prints the median and 90th percentile over draws of the median error of
+the other 20 - FIT models; prints the median and 90th percentile over draws of the median error of
 the ratio to the baseline, and the unscaled table's. Reads records; times nothing.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,8 @@ import numpy as np
 from smoea.latency import SCALE_RANGE, fit_saving_scale
 
 RESULTS = Path(__file__).parent / "results/latency-model"
-DRAWS, FIT = 300, 5
+DRAWS = 300
+FIT = int(sys.argv[1]) if len(sys.argv) > 1 else 5  # models a scale is fitted on
 
 
 def unscaled_ratios(path: Path) -> tuple[np.ndarray, np.ndarray]:
