@@ -106,6 +106,17 @@ def test_a_build_scales_its_savings_to_measured_pruned_models(monkeypatch):
     assert table.predict(kept)[0] == pytest.approx(measured, rel=1e-3)
 
 
+def test_a_scale_is_kept_only_where_it_predicts_the_model_left_out_better():
+    """Savings that are one scale of the prediction (0.7 each) keep that scale; savings that
+    scatter around the prediction (one model saving far less, as at batch 64 here) fit a scale
+    the other models contradict, so the build keeps none."""
+    predicted = np.array([0.5, 0.6, 0.55, 0.65, 0.58])
+    assert latency.checked_saving_scale(predicted, 0.7 * predicted) == pytest.approx(0.7)
+    scattered = predicted * np.array([1.02, 0.98, 1.01, 0.99, 0.6])
+    assert latency.fit_saving_scale(predicted, scattered) < 0.95  # least squares follows it
+    assert latency.checked_saving_scale(predicted, scattered) == 1.0
+
+
 def test_random_counts_stay_between_the_floor_and_all_units_and_repeat_by_seed():
     """The calibration and validation draws keep 5-100% of each layer's units (at least one),
     and a seed gives the same draws: the build's own models are seed 0's first ones."""
