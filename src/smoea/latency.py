@@ -304,7 +304,7 @@ def build_table(
 
 
 def _saving_scale(table: LatencyTable, measured: list[tuple[np.ndarray, float]]) -> float:
-    """fit_saving_scale on the measured pruned models: (kept units per layer, ms) each."""
+    """checked_saving_scale on the measured pruned models: (kept units per layer, ms) each."""
     if not measured:
         return 1.0
     kept = np.array([k for k, _ in measured], dtype=np.float64)
@@ -323,15 +323,12 @@ def checked_saving_scale(predicted: np.ndarray, saved: np.ndarray) -> float:
     if len(saved) < 3:
         return fit_saving_scale(predicted, saved)
     measured = 1 - saved
-    scaled, plain = [], []
-    for i in range(len(saved)):
-        rest = np.arange(len(saved)) != i
-        scale = fit_saving_scale(predicted[rest], saved[rest])
-        scaled.append(abs(1 - scale * predicted[i] - measured[i]) / measured[i])
-        plain.append(abs(1 - predicted[i] - measured[i]) / measured[i])
-    if np.median(scaled) < np.median(plain):
-        return fit_saving_scale(predicted, saved)
-    return 1.0
+    left_out = np.array(
+        [fit_saving_scale(np.delete(predicted, i), np.delete(saved, i)) for i in range(len(saved))]
+    )
+    scaled = np.abs(1 - left_out * predicted - measured) / measured
+    plain = np.abs(1 - predicted - measured) / measured
+    return fit_saving_scale(predicted, saved) if np.median(scaled) < np.median(plain) else 1.0
 
 
 def fit_saving_scale(predicted: np.ndarray, saved: np.ndarray) -> float:
