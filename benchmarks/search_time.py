@@ -22,7 +22,8 @@ import torch
 
 from smoea.data import TensorData
 from smoea.models import build_model, make_arch
-from smoea.pipeline import PruneConfig, prune
+from smoea.pipeline import prune
+from smoea.prune_config import PruneConfig
 from smoea.train import TrainConfig
 
 CONFIGS = {

@@ -59,7 +59,8 @@ def _path(name: str, size: int) -> dict:
     from smoea.data import TensorData
     from smoea.deploy import export
     from smoea.models import build_model, make_arch
-    from smoea.pipeline import PruneConfig, prune
+    from smoea.pipeline import prune
+    from smoea.prune_config import PruneConfig
     from smoea.train import TrainConfig
 
     torch.manual_seed(0)

@@ -20,7 +20,8 @@ from torchvision_zoo import _one_step  # a sibling script: benchmarks/ is on the
 from smoea.checkpoint import load, save_model
 from smoea.data import TensorData
 from smoea.models import build_model, make_arch
-from smoea.pipeline import PruneConfig, prune
+from smoea.pipeline import prune
+from smoea.prune_config import PruneConfig
 from smoea.train import TrainConfig
 
 

@@ -5,7 +5,7 @@ import torch
 
 from smoea.budget import Planner
 from smoea.models import build_model, make_arch
-from smoea.pipeline import PruneConfig
+from smoea.prune_config import PruneConfig
 from smoea.search import Genome
 from smoea.structure import Structure, plan_groups
 

@@ -7,7 +7,7 @@ import pytest
 from smoea.cli import build_parser
 from smoea.cli.flags import config_from_flags, prune_config
 from smoea.errors import SmoeaError
-from smoea.pipeline import PruneConfig
+from smoea.prune_config import PruneConfig
 from smoea.train import TrainConfig
 
 

@@ -247,7 +247,8 @@ def _cache_exact_table(model, splits):
 def test_prune_to_a_latency_target_lands_on_it_and_reuses_the_cached_table(
     trained_tiny, monkeypatch, tmp_path
 ):
-    from smoea.pipeline import PruneConfig, prune
+    from smoea.pipeline import prune
+    from smoea.prune_config import PruneConfig
     from smoea.train import TrainConfig
 
     monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))
@@ -364,7 +365,8 @@ def _prune_measured_slower(trained_tiny, monkeypatch, tmp_path, factor: float, d
     """Prune trained_tiny to 0.6 of its latency with an exact table, while every measurement of
     a pruned model comes out `factor` times the table's, and the machine gets `drift` times
     slower at each measurement; returns the report, config and log."""
-    from smoea.pipeline import PruneConfig, prune
+    from smoea.pipeline import prune
+    from smoea.prune_config import PruneConfig
     from smoea.train import TrainConfig
 
     monkeypatch.setenv("SMOEA_CACHE", str(tmp_path))

@@ -8,8 +8,9 @@ import torch
 
 from smoea import compare, pipeline
 from smoea.errors import SmoeaError
-from smoea.pipeline import PruneConfig, prune
+from smoea.pipeline import prune
 from smoea.plan import Curve, allocate, allocate_level, lower_envelope, top_k_masks
+from smoea.prune_config import PruneConfig
 from smoea.train import TrainConfig
 
 

@@ -13,7 +13,8 @@ from smoea.data import TensorData
 from smoea.deploy import export
 from smoea.errors import SmoeaError
 from smoea.models import build_model, make_arch
-from smoea.pipeline import PruneConfig, prune
+from smoea.pipeline import prune
+from smoea.prune_config import PruneConfig
 from smoea.train import TrainConfig
 
 FAMILIES = {  # name: budget rule (the measured plan once; elsewhere a rule without curves)

@@ -7,7 +7,8 @@
   scored with adaptive BatchNorm on the search set; the best one wins.
 - `halp` (HALP, NeurIPS 2022, in spirit): a knapsack over filters on the target's own cost
   model (the latency table with a latency target): the filter whose removal costs the least
-  importance per unit of cost saved goes first, until the model fits.
+  importance per unit of cost saved goes first, until the model fits. Importance: L1 over its
+  layer's mean (`halp`) or, as HALP has it, first-order Taylor, raw (`halp-taylor`).
 
 Both score whole-model candidates with the evaluator SMOEA uses (same search set, calibration
 images and f1) and end with the same fill up to the target as whole-model NSGA-II.
@@ -16,7 +17,7 @@ images and f1) and end with the same fill up to the target as whole-model NSGA-I
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -158,29 +159,45 @@ def ratio_search(model: nn.Module, splits: Splits, config, evaluations: int):
     return _info(w, start, kept, info)
 
 
-def halp(model: nn.Module, splits: Splits, config) -> dict:
-    """Prune `model` in place by a greedy knapsack: each layer's filters ranked by L1 (divided
-    by the layer's mean, so that layers compare), then removed one at a time, always the one
-    with the least importance per unit of the target's measure its removal saves (predicted
+def halp(model: nn.Module, splits: Splits, config, criterion: str = "l1") -> dict:
+    """Prune `model` in place by a greedy knapsack: filters removed one at a time, always the
+    one with the least importance per unit of the target's measure its removal saves (predicted
     latency with a latency table: HALP's latency-aware knapsack), down to the target. No
-    candidate is scored: the cost model alone decides, as in HALP."""
+    candidate is scored: the cost model alone decides, as in HALP. Importance: `l1` divides
+    each layer's L1 norms by their mean, so that layers compare; `taylor` is HALP's own, the
+    first-order Taylor estimate of the loss change (Torch-Pruning's, on the filter's whole
+    coupled group, from a few training images' gradients), on one scale for every layer."""
     start = time.perf_counter()
     w = whole_model(model, splits, config, scored=False)
+    scores = None
+    if criterion == "taylor":
+        from smoea.baselines import filter_scores
+
+        scores = filter_scores(w.s, "taylor", splits, config.seed, normalizer=None)
+        w = replace(w, order=[np.argsort(-v, kind="stable") for v in scores])
     floors = np.array(w.genome.min_keep)
-    kept = knapsack(w.s, floors, w.fraction, config.target)
+    kept = knapsack(w.s, floors, w.fraction, config.target, scores=scores)
     kept = w.finish(kept, config.target)
-    return _info(w, start, kept, {"knapsack_counts": kept.tolist()})
+    return _info(w, start, kept, {"knapsack_counts": kept.tolist(), "importance": criterion})
 
 
 def knapsack(
-    s: Structure, floors: np.ndarray, fraction, target: float, strict: bool = True
+    s: Structure,
+    floors: np.ndarray,
+    fraction,
+    target: float,
+    strict: bool = True,
+    scores: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Kept units per layer after removing, one at a time, the unit with the least importance
-    (L1 over its layer's mean, weakest first) per unit of `fraction` (of rows of counts) its
-    removal saves, until `fraction` is at most `target`; never below `floors` (where the
-    floors stop it short of the target: an error, or with `strict` off the floors' counts)."""
+    (`scores` per unit and layer, by default L1 over its layer's mean; weakest first) per unit
+    of `fraction` (of rows of counts) its removal saves, until `fraction` is at most `target`;
+    never below `floors` (where the floors stop it short of the target: an error, or with
+    `strict` off the floors' counts)."""
     base = s.units_per_layer
-    weakest = [np.sort(n / max(n.mean(), 1e-12)) for n in map(s.l1_norms, range(len(base)))]
+    if scores is None:
+        scores = [n / max(n.mean(), 1e-12) for n in map(s.l1_norms, range(len(base)))]
+    weakest = [np.sort(v) for v in scores]
     kept = base.copy()
     now = float(fraction(kept[None])[0])
     while now > target:

@@ -14,7 +14,7 @@ from smoea.search import Genome, GroupProblem, run_nsga2
 from smoea.structure import Structure
 
 if TYPE_CHECKING:
-    from smoea.pipeline import PruneConfig
+    from smoea.prune_config import PruneConfig
 
 BUDGET_RULES = {
     "proportional": 1.0,

@@ -27,7 +27,7 @@ from smoea.methods import (
     pruning_only,
     run_method,
 )
-from smoea.pipeline import PruneConfig
+from smoea.prune_config import PruneConfig
 from smoea.report import model_figures, versions
 from smoea.structure import Structure, minimum_units
 from smoea.summary import summarize

@@ -23,7 +23,8 @@ from smoea.baselines import (
 )
 from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
-from smoea.pipeline import PruneConfig, prune
+from smoea.pipeline import prune
+from smoea.prune_config import PruneConfig
 from smoea.report import model_figures
 from smoea.structure import Structure, plan_groups
 from smoea.train import TrainConfig, train, what_ran
@@ -31,7 +32,14 @@ from smoea.train import TrainConfig, train, what_ran
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
 PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
-ADAPTIVE = ("lamp", *(f"{c}-global-raw" for c in RAW), "sensitivity", "ratio-search", "halp")
+ADAPTIVE = (
+    "lamp",
+    *(f"{c}-global-raw" for c in RAW),
+    "sensitivity",
+    "ratio-search",
+    "halp",
+    "halp-taylor",
+)
 # SMOEA with a MAC target, the MAC ratio found so that it measures at the latency target
 LATENCY_ONLY = ("smoea-macs",)
 VARIANTS = (
@@ -55,7 +63,7 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-3:] + LATENCY_ONLY)} "
+            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-4:] + LATENCY_ONLY)} "
             "(a criterion may carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
         )
     chosen = set()
@@ -123,8 +131,11 @@ def run_method(
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in PROGRESSIVE:
         return _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill)
-    if name in ("sensitivity", "halp"):
-        info = (sensitivity if name == "sensitivity" else halp)(model, splits, cfg)
+    if name == "sensitivity":
+        info = sensitivity(model, splits, cfg)
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
+    if name in ("halp", "halp-taylor"):
+        info = halp(model, splits, cfg, "taylor" if name == "halp-taylor" else "l1")
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:

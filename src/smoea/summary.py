@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from smoea import matching
-from smoea.pipeline import PruneConfig
+from smoea.prune_config import PruneConfig
 
 SUMMED = (
     "params",

@@ -94,7 +94,7 @@ def _kind(cls, name: str):
 
 def prune_config(args: argparse.Namespace):
     """The PruneConfig of `smoea prune` and `smoea compare`: one target, the others None."""
-    from smoea.pipeline import PruneConfig
+    from smoea.prune_config import PruneConfig
 
     names = ("params", "macs", "latency")  # an older saved run's flags lack target_latency
     given = [t for t in names if getattr(args, f"target_{t}", None) is not None]
@@ -169,7 +169,7 @@ def _train_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _prune_parser(p: argparse.ArgumentParser) -> None:
-    from smoea.pipeline import PruneConfig
+    from smoea.prune_config import PruneConfig
     from smoea.train import TrainConfig
 
     _common(p)
@@ -204,7 +204,7 @@ def _prune_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _compare_parser(p: argparse.ArgumentParser) -> None:
-    from smoea.pipeline import PruneConfig
+    from smoea.prune_config import PruneConfig
 
     _common(p)
     _model_file(p, "the baseline model file every method prunes")
@@ -213,7 +213,8 @@ def _compare_parser(p: argparse.ArgumentParser) -> None:
         default=METHODS,
         help="comma-separated: smoea, a criterion (l1, l2, fpgm, taylor, bn-scale, random; alone "
         "it runs its -uniform and -global variants; also -global-raw, -at-smoea, -progressive), "
-        "lamp, sensitivity, ratio-search, halp, whole-nsga2 (default: smoea, the six criteria and "
+        "lamp, sensitivity, ratio-search, halp (L1 importance), halp-taylor (HALP's Taylor "
+        "importance), whole-nsga2 (default: smoea, the six criteria and "
         "whole-nsga2); with --target-latency also smoea-macs (SMOEA with the MAC target that "
         "measures at that latency). At a latency target every method is brought to it measured "
         "(within 3%%): its own target is searched by pruning without fine-tuning and measuring",
