@@ -167,6 +167,8 @@ def halp(model: nn.Module, splits: Splits, config, criterion: str = "l1") -> dic
     each layer's L1 norms by their mean, so that layers compare; `taylor` is HALP's own, the
     first-order Taylor estimate of the loss change (Torch-Pruning's, on the filter's whole
     coupled group, from a few training images' gradients), on one scale for every layer."""
+    if criterion not in ("l1", "taylor"):
+        raise SmoeaError(f"halp's importance is l1 or taylor, got {criterion!r}")
     start = time.perf_counter()
     w = whole_model(model, splits, config, scored=False)
     scores = None

@@ -32,13 +32,14 @@ from smoea.train import TrainConfig, train, what_ran
 METHODS = ("smoea", *CRITERIA, "whole-nsga2")
 AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts, given filters
 PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
+# the knapsack halp with each importance (L1 over its layer's mean, or HALP's Taylor)
+HALP_IMPORTANCE = {"halp": "l1", "halp-taylor": "taylor"}
 ADAPTIVE = (
     "lamp",
     *(f"{c}-global-raw" for c in RAW),
     "sensitivity",
     "ratio-search",
-    "halp",
-    "halp-taylor",
+    *HALP_IMPORTANCE,
 )
 # SMOEA with a MAC target, the MAC ratio found so that it measures at the latency target
 LATENCY_ONLY = ("smoea-macs",)
@@ -134,8 +135,8 @@ def run_method(
     if name == "sensitivity":
         info = sensitivity(model, splits, cfg)
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-    if name in ("halp", "halp-taylor"):
-        info = halp(model, splits, cfg, "taylor" if name == "halp-taylor" else "l1")
+    if name in HALP_IMPORTANCE:
+        info = halp(model, splits, cfg, HALP_IMPORTANCE[name])
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:
