@@ -8,8 +8,10 @@
 # Usage: [SMOEA_EPOCHS=E] [SMOEA_TAG=T] [SMOEA_FLAGS="..."] bash benchmarks/latency_evidence.sh ARCH BATCH SEEDS [R] [METHODS]
 #   ARCH: vgg14 (the shared w0.5 30-epoch baseline) | resnet20 (the "Beyond one VGG" baseline)
 #   BATCH: the latency batch (1: one request; 64: throughput); R: the latency target (default
-#   0.6); SEEDS: e.g. 0,1,2; METHODS: default smoea,smoea-macs,halp,halp-taylor,sensitivity,
-#   l1-progressive (halp-taylor since 2026-12-05: HALP with its own Taylor importance).
+#   0.6); SEEDS: e.g. 0,1,2; METHODS: default smoea,smoea-macs,halp,halp-taylor,halp-stem,
+#   halp-steps,sensitivity,l1-progressive (halp-taylor since 2026-12-05: HALP with its own Taylor
+#   importance; halp-steps and its one-step ablation halp-stem since the same day's third
+#   session: HALP's schedule and its unpruned stem, as its code runs).
 #   Fine-tuning: E epochs after the last group only (default 3; the vgg14 defaults check used
 #   9), the same for every method, so the matching prunings land exactly where the runs do.
 # Runs go to runs/latency-evidence/ARCH/bBATCH-rR (with each pruned model, to measure it again)
@@ -23,7 +25,7 @@ arch=${1:?vgg14 or resnet20}
 batch=${2:?BATCH}
 seeds=${3:?SEEDS}
 r=${4:-0.6}
-methods=${5:-smoea,smoea-macs,halp,halp-taylor,sensitivity,l1-progressive}
+methods=${5:-smoea,smoea-macs,halp,halp-taylor,halp-stem,halp-steps,sensitivity,l1-progressive}
 epochs=${SMOEA_EPOCHS:-3}
 case $arch in
   vgg14) base=../shared/baselines/vgg14-w05-cifar10/model.pt ;;

@@ -3,7 +3,6 @@
 import copy
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -438,59 +437,3 @@ def test_every_method_meets_a_latency_target_with_one_table(tiny_splits, monkeyp
     assert "of the latency" in table and "| l1-uniform | " in table.split("Latency (ms")[1]
     assert "measured ratio to the baseline" in table and "std of one measurement" in table
     assert len(list((tmp_path / "latency").glob("*.json"))) == 1  # one table, for every method
-
-
-def test_halp_computes_no_search_features(tiny_splits, monkeypatch):
-    """halp scores no candidate, so it must not pay for the evaluator's search-set features."""
-    from smoea import allocations
-
-    def no_evaluator(*args, **kwargs):
-        raise AssertionError("halp built an evaluator")
-
-    monkeypatch.setattr(allocations, "make_evaluator", no_evaluator)
-    model, splits = tiny_splits
-    model = copy.deepcopy(model)
-    base = sum(p.numel() for p in model.parameters())
-    info = allocations.halp(model, splits, tiny_config(target_params=0.5))
-    assert info["evaluations"] == 0
-    assert sum(p.numel() for p in model.parameters()) <= 0.5 * base
-
-
-def test_halp_taylor_keeps_the_filters_its_importance_ranks_highest(tiny_splits, monkeypatch):
-    """halp-taylor's knapsack and its choice of filters follow the Taylor scores, not L1: given
-    scores that rank the filters in reverse L1 order, every layer keeps its weakest by L1."""
-    from smoea import allocations
-    from smoea.structure import Structure
-
-    model, splits = tiny_splits
-    model = copy.deepcopy(model)
-    s = Structure(model, torch.zeros(1, *splits.image_shape))
-    convs = [layer.conv for layer in s.layers]
-    weights = [c.weight.detach().clone() for c in convs]
-    l1 = [s.l1_norms(i) for i in range(len(convs))]
-
-    def reversed_l1(s, criterion, splits, seed, normalizer="mean"):
-        assert criterion == "taylor" and normalizer is None  # raw: one scale for every layer
-        return [n.max() + 1 - n for n in l1]
-
-    monkeypatch.setattr(baselines, "filter_scores", reversed_l1)
-    info = allocations.halp(model, splits, tiny_config(target_params=0.5), "taylor")
-    assert info["importance"] == "taylor"
-    assert any(c.out_channels < len(n) for c, n in zip(convs, l1))  # the target removes filters
-    kept_in = torch.arange(3)  # a plain chain: each conv reads the one before it
-    for conv, weight, norms in zip(convs, weights, l1):
-        weakest = torch.as_tensor(np.sort(np.argsort(norms, kind="stable")[: conv.out_channels]))
-        assert torch.equal(conv.weight, weight[weakest][:, kept_in])
-        kept_in = weakest
-
-
-def test_halp_taylor_reaches_the_target_with_real_gradients(tiny_splits):
-    from smoea import allocations
-
-    model, splits = tiny_splits
-    model = copy.deepcopy(model)
-    base = sum(p.numel() for p in model.parameters())
-    info = allocations.halp(model, splits, tiny_config(target_params=0.5), "taylor")
-    assert info["evaluations"] == 0
-    assert 0.45 * base <= sum(p.numel() for p in model.parameters()) <= 0.5 * base
-    assert all(p.grad is None for p in model.parameters())  # the gradients are not left behind

@@ -5,10 +5,7 @@
   rise, found by bisection, sets every layer's count.
 - `ratio_search` (EagleEye, ECCV 2020): random per-layer keep ratios, each scaled to the target,
   scored with adaptive BatchNorm on the search set; the best one wins.
-- `halp` (HALP, NeurIPS 2022, in spirit): a knapsack over filters on the target's own cost
-  model (the latency table with a latency target): the filter whose removal costs the least
-  importance per unit of cost saved goes first, until the model fits. Importance: L1 over its
-  layer's mean (`halp`) or, as HALP has it, first-order Taylor, raw (`halp-taylor`).
+(HALP, the knapsack on the latency table, is smoea.halp; it uses `whole_model` too.)
 
 Both score whole-model candidates with the evaluator SMOEA uses (same search set, calibration
 images and f1) and end with the same fill up to the target as whole-model NSGA-II.
@@ -17,7 +14,7 @@ images and f1) and end with the same fill up to the target as whole-model NSGA-I
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -133,7 +130,7 @@ def sensitivity(model: nn.Module, splits: Splits, config, points: int = SENSITIV
     threshold = -_bisect(lambda t: w.fraction(counts_at(-t))[0] <= config.target, -limit, 0.0)
     kept = w.finish(counts_at(threshold), config.target)
     info = {"threshold": threshold, "grid_counts": counts_at(threshold).tolist()}
-    return _info(w, start, kept, info)
+    return info_of(w, start, kept, info)
 
 
 def ratio_search(model: nn.Module, splits: Splits, config, evaluations: int):
@@ -156,68 +153,7 @@ def ratio_search(model: nn.Module, splits: Splits, config, evaluations: int):
     best = int(np.argmin(F))
     kept = w.finish(C[best], config.target)
     info = {"best_search_score": float(F[best]), "sampled_counts": C[best].tolist()}
-    return _info(w, start, kept, info)
-
-
-def halp(model: nn.Module, splits: Splits, config, criterion: str = "l1") -> dict:
-    """Prune `model` in place by a greedy knapsack: filters removed one at a time, always the
-    one with the least importance per unit of the target's measure its removal saves (predicted
-    latency with a latency table: HALP's latency-aware knapsack), down to the target. No
-    candidate is scored: the cost model alone decides, as in HALP. Importance: `l1` divides
-    each layer's L1 norms by their mean, so that layers compare; `taylor` is HALP's own, the
-    first-order Taylor estimate of the loss change (Torch-Pruning's, on the filter's whole
-    coupled group, from a few training images' gradients), on one scale for every layer."""
-    if criterion not in ("l1", "taylor"):
-        raise SmoeaError(f"halp's importance is l1 or taylor, got {criterion!r}")
-    start = time.perf_counter()
-    w = whole_model(model, splits, config, scored=False)
-    scores = None
-    if criterion == "taylor":
-        from smoea.baselines import filter_scores
-
-        scores = filter_scores(w.s, "taylor", splits, config.seed, normalizer=None)
-        w = replace(w, order=[np.argsort(-v, kind="stable") for v in scores])
-    floors = np.array(w.genome.min_keep)
-    kept = knapsack(w.s, floors, w.fraction, config.target, scores=scores)
-    kept = w.finish(kept, config.target)
-    return _info(w, start, kept, {"knapsack_counts": kept.tolist(), "importance": criterion})
-
-
-def knapsack(
-    s: Structure,
-    floors: np.ndarray,
-    fraction,
-    target: float,
-    strict: bool = True,
-    scores: list[np.ndarray] | None = None,
-) -> np.ndarray:
-    """Kept units per layer after removing, one at a time, the unit with the least importance
-    (`scores` per unit and layer, by default L1 over its layer's mean; weakest first) per unit
-    of `fraction` (of rows of counts) its removal saves, until `fraction` is at most `target`;
-    never below `floors` (where the floors stop it short of the target: an error, or with
-    `strict` off the floors' counts)."""
-    base = s.units_per_layer
-    if scores is None:
-        scores = [n / max(n.mean(), 1e-12) for n in map(s.l1_norms, range(len(base)))]
-    weakest = [np.sort(v) for v in scores]
-    kept = base.copy()
-    now = float(fraction(kept[None])[0])
-    while now > target:
-        C = np.repeat(kept[None], len(kept), 0) - np.eye(len(kept), dtype=int)
-        saving = now - fraction(C)
-        importance = np.array(
-            [o[b - k] if k > f else np.inf for o, b, k, f in zip(weakest, base, kept, floors)]
-        )
-        if not np.isfinite(importance).any():
-            if not strict:
-                return kept
-            raise SmoeaError("the per-layer minimum keeps more than the target")
-        useful = saving > 0
-        ratio = np.where(useful, importance / np.where(useful, saving, 1.0), np.inf)
-        j = int(np.argmin(ratio if np.isfinite(ratio).any() else importance))
-        kept[j] -= 1
-        now = float(fraction(kept[None])[0])
-    return kept
+    return info_of(w, start, kept, info)
 
 
 def _scaled(w: WholeModel, ratios: np.ndarray, target: float) -> np.ndarray | None:
@@ -233,7 +169,8 @@ def _scaled(w: WholeModel, ratios: np.ndarray, target: float) -> np.ndarray | No
     return counts(factor)
 
 
-def _info(w: WholeModel, start: float, kept: np.ndarray, extra: dict) -> dict:
+def info_of(w: WholeModel, start: float, kept: np.ndarray, extra: dict) -> dict:
+    """The fields every whole-model method records, with its own `extra`."""
     return {
         "evaluations": w.evaluator.evaluations if w.evaluator else 0,
         "seconds": time.perf_counter() - start,

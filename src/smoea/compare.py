@@ -18,8 +18,10 @@ from smoea import distributed, latency, matching
 from smoea.checkpoint import load_model_file
 from smoea.data import Splits
 from smoea.errors import SmoeaError
+from smoea.halp import stem_layer
 from smoea.methods import (
     AT_SMOEA,
+    HALP_STEPPED,
     LATENCY_ONLY,
     VARIANTS,
     check_methods,
@@ -275,6 +277,9 @@ def _lowest_setting(make_model, splits: Splits, cfg: PruneConfig, name: str, dev
     model = make_model().to(device).eval()
     s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
     floors = np.array(minimum_units(s.units_per_layer, cfg.min_keep))
+    if name in HALP_STEPPED:  # the stem whole
+        stem = stem_layer(s)
+        floors[stem] = s.units_per_layer[stem]
     measure = "macs" if name in LATENCY_ONLY else "latency"
     lowest = s.count(floors, measure)[0] / s.count(s.units_per_layer, measure)[0]
     return float(lowest) * 1.001  # counted the same way as the method's own check

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from smoea import latency
-from smoea.allocations import halp, ratio_search, sensitivity
+from smoea.allocations import ratio_search, sensitivity
 from smoea.baselines import (
     CRITERIA,
     RANKINGS,
@@ -23,6 +23,7 @@ from smoea.baselines import (
 )
 from smoea.data import Splits, outside_subset
 from smoea.errors import SmoeaError
+from smoea.halp import HALP_STEPS, halp, halp_steps
 from smoea.pipeline import prune
 from smoea.prune_config import PruneConfig
 from smoea.report import model_figures
@@ -34,12 +35,15 @@ AT_SMOEA = tuple(f"{c}-at-smoea" for c in CRITERIA)  # SMOEA's per-layer counts,
 PROGRESSIVE = tuple(f"{c}-progressive" for c in CRITERIA)  # SMOEA's group budgets and schedule
 # the knapsack halp with each importance (L1 over its layer's mean, or HALP's Taylor)
 HALP_IMPORTANCE = {"halp": "l1", "halp-taylor": "taylor"}
+# HALP as its code runs it (Taylor, the stem whole), in steps: its schedule, and one (ablation)
+HALP_STEPPED = {"halp-steps": HALP_STEPS, "halp-stem": 1}
 ADAPTIVE = (
     "lamp",
     *(f"{c}-global-raw" for c in RAW),
     "sensitivity",
     "ratio-search",
     *HALP_IMPORTANCE,
+    *HALP_STEPPED,
 )
 # SMOEA with a MAC target, the MAC ratio found so that it measures at the latency target
 LATENCY_ONLY = ("smoea-macs",)
@@ -64,7 +68,7 @@ def parse_methods(text: str) -> list[str]:
     if unknown or not names:
         raise SmoeaError(
             f"unknown method {', '.join(unknown) or '(none given)'}; choose from "
-            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-4:] + LATENCY_ONLY)} "
+            f"{', '.join(METHODS)}, {', '.join(ADAPTIVE[:1] + ADAPTIVE[-6:] + LATENCY_ONLY)} "
             "(a criterion may carry -uniform, -global, -global-raw, -at-smoea or -progressive)"
         )
     chosen = set()
@@ -137,6 +141,9 @@ def run_method(
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in HALP_IMPORTANCE:
         info = halp(model, splits, cfg, HALP_IMPORTANCE[name])
+        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
+    if name in HALP_STEPPED:
+        info = halp_steps(model, splits, cfg, HALP_STEPPED[name])
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:

@@ -303,7 +303,7 @@ class _Run:
     def _cut_for_latency(self, s: Structure, step: dict) -> bool:
         """Cut the model to the predicted latency that should measure at the target; False
         when the minimum widths leave nothing to cut."""
-        from smoea.allocations import knapsack
+        from smoea.halp import knapsack
 
         measured, predicted = step["measured_ratio"], step["predicted_ratio"]
         goal = predicted * self.cfg.target_latency / measured

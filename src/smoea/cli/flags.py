@@ -214,10 +214,12 @@ def _compare_parser(p: argparse.ArgumentParser) -> None:
         help="comma-separated: smoea, a criterion (l1, l2, fpgm, taylor, bn-scale, random; alone "
         "it runs its -uniform and -global variants; also -global-raw, -at-smoea, -progressive), "
         "lamp, sensitivity, ratio-search, halp (L1 importance), halp-taylor (HALP's Taylor "
-        "importance), whole-nsga2 (default: smoea, the six criteria and "
-        "whole-nsga2); with --target-latency also smoea-macs (SMOEA with the MAC target that "
-        "measures at that latency). At a latency target every method is brought to it measured "
-        "(within 3%%): its own target is searched by pruning without fine-tuning and measuring",
+        "importance), halp-steps (HALP as its code runs: 30 Taylor knapsacks on its "
+        "schedule, the stem whole), halp-stem (one such knapsack), whole-nsga2 (default: "
+        "smoea, the six criteria and whole-nsga2); with --target-latency also smoea-macs "
+        "(SMOEA with the MAC target that measures at that latency). At a latency target every "
+        "method is brought to it measured (within 3%%): its own target is searched by pruning "
+        "without fine-tuning and measuring",
     )
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds, e.g. 0,1,2 (default 0,1)")
     p.add_argument(
