@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tarfile
 from pathlib import Path
 
@@ -81,6 +82,16 @@ def trained_tiny():
     model = build_model(make_arch("vgg14", 0.125, 3, 3, 16))
     train(model, splits, TrainConfig(epochs=4, batch_size=32, lr=0.05), torch.device("cpu"))
     return model.eval(), splits
+
+
+@pytest.fixture(scope="module")
+def tiny_splits(trained_tiny):
+    """The trained tiny vgg14 and its splits, with a test split of its own."""
+    model, splits = trained_tiny
+    splits = copy.copy(splits)
+    x, y = synthetic_images(60, seed=9)
+    splits.test = TensorData(x, y)
+    return model, splits
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from smoea.methods import AT_SMOEA, LATENCY_ONLY, PROGRESSIVE, VARIANTS, parse_m
 from smoea.prune_config import PruneConfig
 from smoea.summary import write_table
 from smoea.train import TrainConfig
-from tests.conftest import synthetic_images
 
 TARGET = 0.5
 AT_A_SIZE = [v for v in VARIANTS if v not in LATENCY_ONLY]  # every method a size target runs
@@ -43,15 +42,6 @@ def run_compare(model, splits, methods, config, **options) -> dict:
     return compare(
         lambda: copy.deepcopy(model), splits, methods, [0], config, torch.device("cpu"), **options
     )
-
-
-@pytest.fixture(scope="module")
-def tiny_splits(trained_tiny):
-    model, splits = trained_tiny
-    splits = copy.copy(splits)
-    x, y = synthetic_images(60, seed=9)
-    splits.test = TensorData(x, y)
-    return model, splits
 
 
 @pytest.fixture(scope="module")

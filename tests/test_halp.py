@@ -8,21 +8,10 @@ import torch
 import torch.nn as nn
 
 from smoea import allocations, halp
-from smoea.data import TensorData
 from smoea.errors import SmoeaError
 from smoea.models import build_model, make_arch
 from smoea.structure import Structure
-from tests.conftest import synthetic_images
 from tests.test_compare import tiny_config
-
-
-@pytest.fixture(scope="module")
-def tiny_splits(trained_tiny):
-    model, splits = trained_tiny
-    splits = copy.copy(splits)
-    x, y = synthetic_images(60, seed=9)
-    splits.test = TensorData(x, y)
-    return model, splits
 
 
 def n_params(model: nn.Module) -> int:
@@ -110,8 +99,8 @@ def test_stem_layer_is_the_group_of_the_first_convolution_run():
     i = halp.stem_layer(s)
     assert s.layers[i].units == 8  # width 0.5 of 16
     stem = next(m for m in s.model.modules() if isinstance(m, nn.Conv2d))
-    assert stem in halp._out_channel_modules(s, s.layers[i].conv)
-    coupled = [m for m in halp._out_channel_modules(s, s.layers[i].conv) if m is not stem]
+    assert stem in s.coupled_outputs(i)
+    coupled = [m for m in s.coupled_outputs(i) if m is not stem]
     assert sum(isinstance(m, nn.Conv2d) for m in coupled) == 3  # each stage-1 block's 2nd conv
 
 

@@ -18,7 +18,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
 from smoea.allocations import WholeModel, info_of, whole_model
 from smoea.baselines import filter_scores
@@ -127,18 +126,10 @@ def stem_layer(s: Structure) -> int:
     finally:
         for h in handles:
             h.remove()
-    for i, layer in enumerate(s.layers):
-        if order and order[0] in _out_channel_modules(s, layer.conv):
+    for i in range(len(s.layers)):
+        if order and order[0] in s.coupled_outputs(i):
             return i
     raise SmoeaError("the model's first convolution is not prunable: halp-steps has no stem")
-
-
-def _out_channel_modules(s: Structure, conv: nn.Conv2d) -> list[nn.Module]:
-    """The modules whose output channels go with `conv`'s (its coupled group, itself too)."""
-    group = s.graph.get_pruning_group(
-        conv, tp.prune_conv_out_channels, list(range(conv.out_channels))
-    )
-    return [d.target.module for d, _ in group if s.graph.is_out_channel_pruning_fn(d.handler)]
 
 
 def knapsack(

@@ -136,14 +136,8 @@ def run_method(
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in PROGRESSIVE:
         return _run_progressive(name, model, s, splits, cfg, device, smoea_run, distill)
-    if name == "sensitivity":
-        info = sensitivity(model, splits, cfg)
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-    if name in HALP_IMPORTANCE:
-        info = halp(model, splits, cfg, HALP_IMPORTANCE[name])
-        return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
-    if name in HALP_STEPPED:
-        info = halp_steps(model, splits, cfg, HALP_STEPPED[name])
+    if name in ("sensitivity", *HALP_IMPORTANCE, *HALP_STEPPED):
+        info = _allocate(name, model, splits, cfg)
         return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
     if name in AT_SMOEA:
         if not smoea_run or "filters_after" not in smoea_run:
@@ -158,6 +152,15 @@ def run_method(
     )
     info["evaluations"] = 0
     return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
+
+
+def _allocate(name: str, model: nn.Module, splits: Splits, cfg: PruneConfig) -> dict:
+    """Prune `model` in place by a method that scores no group search: sensitivity or a HALP."""
+    if name in HALP_IMPORTANCE:
+        return halp(model, splits, cfg, HALP_IMPORTANCE[name])
+    if name in HALP_STEPPED:
+        return halp_steps(model, splits, cfg, HALP_STEPPED[name])
+    return sensitivity(model, splits, cfg)
 
 
 def _criterion_and_ranking(name: str) -> tuple[str, str]:

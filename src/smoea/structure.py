@@ -291,6 +291,12 @@ class Structure:
                 group = self.graph.get_pruning_group(conv, tp.prune_conv_out_channels, dropped)
                 group.prune()
 
+    def coupled_outputs(self, i: int) -> list[nn.Module]:
+        """The modules whose output channels go with layer i's (its root convolution too)."""
+        conv = self.layers[i].conv
+        group = self.graph.get_pruning_group(conv, tp.prune_conv_out_channels, [0])
+        return group_outputs(self.graph, group)
+
     # ---- layer importance ----------------------------------------------------------------
     def l1_norms(self, i: int) -> np.ndarray:
         """L1 norm of each filter of layer i (ranks units for seeding and repair)."""
@@ -314,7 +320,7 @@ def _find_layers(model: nn.Module, graph: tp.DependencyGraph) -> list[Layer]:
             )
         except _Unbounded as exc:
             raise SmoeaError(f"cannot prune layer {names[module]}: {exc}") from None
-        outs = [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)]
+        outs = group_outputs(graph, group)
         claimed.update(m for m in outs if isinstance(m, nn.Module))
         if any(_is_output_layer(model, m) for m in outs):
             continue
@@ -325,6 +331,11 @@ def _find_layers(model: nn.Module, graph: tp.DependencyGraph) -> list[Layer]:
             Layer(len(layers), names[module], module, units, mask_modules, per_unit=per_unit)
         )
     return layers
+
+
+def group_outputs(graph: tp.DependencyGraph, group) -> list[nn.Module]:
+    """The modules whose output channels a pruning group removes (its root among them)."""
+    return [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)]
 
 
 def _channels_per_unit(group, root: nn.Conv2d) -> int:
@@ -354,7 +365,7 @@ def _named_layers(model, graph, found: list[Layer], names: list[str]) -> list[La
             if not isinstance(conv, nn.Conv2d):
                 raise SmoeaError(f"the model has no convolution {name!r} any more")
             group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, [0])
-            outs = [d.target.module for d, _ in group if graph.is_out_channel_pruning_fn(d.handler)]
+            outs = group_outputs(graph, group)
             per_unit = _channels_per_unit(group, conv)
             units = conv.out_channels // per_unit
             layer = Layer(k, name, conv, units, _mask_modules(outs), per_unit=per_unit)
