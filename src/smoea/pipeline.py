@@ -26,6 +26,7 @@ from smoea.errors import SmoeaError
 from smoea.evaluator import ScoredEvaluator, recalibrate
 from smoea.loop import UserLoop, chunks, evaluate_batches, take, train_batches
 from smoea.prune_config import MIN_SEARCH_GENERATIONS, MIN_SEARCH_SHARE, PruneConfig
+from smoea.refit import LatencyRefit
 from smoea.search import (
     Genome,
     GroupProblem,
@@ -39,7 +40,6 @@ from smoea.structure import (
     allowed_counts,
     minimum_units,
     plan_groups,
-    round_count,
 )
 from smoea.train import (
     TrainConfig,
@@ -47,9 +47,6 @@ from smoea.train import (
     train,
     what_ran,
 )
-
-LATENCY_SLACK = 0.05  # a model measured over the latency target by more than this is refitted
-LATENCY_REFITS = 2  # refits at most, each measured again
 
 
 def prune(
@@ -251,83 +248,23 @@ class _Run:
         return self.model.eval(), self.report
 
     def _refit_latency(self) -> list[dict]:
-        """Measure the pruned model as deployed; while it is over the latency target by more
-        than LATENCY_SLACK, cut more: the table's prediction, scaled by measured over predicted,
-        is the goal of a knapsack over every layer (the weakest filters per latency saved go
-        first; counts rounded down to --round-to, never below the minimum). Returns every
-        measurement (and what was cut after it); a measurement that cannot be trusted (another
-        machine than the baseline's, or too noisy) ends it with a note."""
-        from smoea.latency import measuring_here
-
-        r, baseline = self.cfg.target_latency, self.report["measured_baseline"]
-        if baseline is None or not measuring_here(baseline, self.device):
-            self.log("note: the latency refit is skipped: the baseline was measured elsewhere")
-            return [{"skipped": "the baseline was measured on another machine or thread count"}]
-        steps = []
-        for attempt in range(LATENCY_REFITS + 1):
-            s = self._structure()
-            step = self._measure_latency(s, baseline["ms"])
-            steps.append(step)
-            if "error" in step or step["measured_ratio"] <= r * (1 + LATENCY_SLACK):
-                break
-            if attempt == LATENCY_REFITS or not self._cut_for_latency(s, step):
-                break
-        if len(steps) > 1 and self.cfg.final.epochs == 0:
+        """Measure the pruned model as deployed and cut it further while it is over the latency
+        target (smoea.refit); the BatchNorm statistics follow a cut when no fine-tune comes."""
+        cfg = self.cfg
+        refit = LatencyRefit(
+            cfg.target_latency,
+            cfg.latency_batch,
+            cfg.round_to,
+            self.min_keep,
+            self.original["latency"],
+            self.device,
+            self.log,
+            self.unpruned,
+        )
+        steps = refit.do(self._structure, self.report["measured_baseline"])
+        if len(steps) > 1 and cfg.final.epochs == 0:
             self._reestimate_norms()
         return steps
-
-    def _measure_latency(self, s: Structure, baseline_ms: float) -> dict:
-        """The model measured as deployed at the latency batch, together with the unpruned
-        model where the run has it (else against the baseline's time measured at the start),
-        beside its prediction."""
-        from smoea.latency import time_model, time_ratio
-
-        shape, batch = self.example.shape[1:], self.cfg.latency_batch
-        try:
-            if self.unpruned is not None:
-                m = time_ratio(self.unpruned, self.model, shape, batch, self.device, log=self.log)
-            else:
-                ms = time_model(self.model, shape, batch, self.device)
-                m = {"ratio": ms / baseline_ms, "ms": ms, "baseline_ms": baseline_ms}
-        except SmoeaError as exc:  # too noisy: keep the model as it is, say so
-            self.log(f"note: the pruned model's latency was not measured: {exc}")
-            return {"error": str(exc)}
-        return {
-            "measured_ratio": m["ratio"],
-            "predicted_ratio": self._fraction(s, s.units_per_layer),
-            "ms": m["ms"],
-            "baseline_ms": m["baseline_ms"],
-            **({"measured_ratios": m["ratios"]} if "ratios" in m else {}),
-        }
-
-    def _cut_for_latency(self, s: Structure, step: dict) -> bool:
-        """Cut the model to the predicted latency that should measure at the target; False
-        when the minimum widths leave nothing to cut."""
-        from smoea.halp import knapsack
-
-        measured, predicted = step["measured_ratio"], step["predicted_ratio"]
-        goal = predicted * self.cfg.target_latency / measured
-        kept = s.units_per_layer
-        floors = np.array([self._allowed_minimum(s, i) for i in range(len(kept))])
-        rows = lambda C: s.count(C, "latency") / self.original["latency"]  # noqa: E731
-        counts = knapsack(s, floors, rows, goal, strict=False)
-        rounded = [
-            round_count(int(c), self.cfg.round_to, int(u), "down", self.min_keep[i])
-            for i, (c, u) in enumerate(zip(counts, kept))
-        ]
-        counts = np.array(rounded)
-        if (counts == kept).all():
-            self.log("note: the latency is over its target but every layer is at its minimum")
-            return False
-        step["refit_to"] = counts.tolist()
-        order = {i: np.argsort(-s.l1_norms(i), kind="stable") for i in range(len(kept))}
-        s.remove({i: np.isin(np.arange(kept[i]), order[i][: counts[i]]) for i in order})
-        self.log(
-            f"latency measured at {measured:.4f} of the baseline's (predicted {predicted:.4f}), "
-            f"over {self.cfg.target_latency} by more than {LATENCY_SLACK:.0%}: cut to a "
-            f"predicted {goal:.4f}"
-        )
-        return True
 
     def _latency_ratio(self, s: Structure, kept: np.ndarray) -> dict:
         """The predicted latency as a fraction of the original (with a latency table)."""

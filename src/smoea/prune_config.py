@@ -42,7 +42,7 @@ class PruneConfig:
         "latency table measured on this machine (smoea.latency; built once, cached), at "
         "--latency-batch, as `smoea export` deploys the model (BatchNorm folded)",
     )
-    # measured over the latency target by more than LATENCY_SLACK: cut further (compare turns
+    # measured over the latency target by more than refit.LATENCY_SLACK: cut further (compare turns
     # it off: it brings every method to the measured target itself, smoea.matching)
     latency_refit: bool = True
     # batch 1: the latency one request sees, where pruning's speed-up is hardest to get (per-op
