@@ -93,7 +93,8 @@ class LatencyRefit:
         measured, predicted = step["measured_ratio"], step["predicted_ratio"]
         goal = predicted * self.target / measured
         kept = s.units_per_layer
-        counts = knapsack(s, self._floors(kept), lambda C: self._predicted(s, C), goal, strict=False)
+        predicted_of = lambda C: self._predicted(s, C)  # noqa: E731
+        counts = knapsack(s, self._floors(kept), predicted_of, goal, strict=False)
         counts = np.array(
             [
                 round_count(int(c), self.round_to, int(u), "down", self.min_keep[i])
