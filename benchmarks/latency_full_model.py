@@ -32,7 +32,8 @@ PRUNED = 5  # pruned copies the model is timed beside, as in latency_model.py's 
 
 
 def one_build(arch: str, batch: int) -> dict:
-    """The table's whole-model time and the same model timed alone right after."""
+    """The table's whole-model time, then the same model timed alone and beside PRUNED
+    pruned copies."""
     torch.manual_seed(0)
     model = build_model(make_arch(arch, WIDTHS.get(arch, 1.0), 10, 3, 32)).eval()
     s = Structure(model, torch.zeros(1, 3, 32, 32))
