@@ -667,8 +667,8 @@ def time_together(makers: list, device: torch.device, rounds: int = ROUNDS, prog
     so a drift of the whole machine cancels; each time is the median over rounds. This
     machine's speed moved by 20-100% within minutes, while ratios between calls measured
     together held. Where the times' standard error (the median over calls; from their spread
-    across rounds) is above NOISE, `rounds` more are measured and the times taken over all of them (the error falls as rounds add up),
-    TRIES sets at most, then refused in one line."""
+    across rounds) is above NOISE, `rounds` more are measured and the times taken over all of
+    them (the error falls as rounds add up), TRIES sets at most, then refused in one line."""
     calls = [_calls_per_sample(make(), device) for make in makers]  # also a warm-up
     samples = np.empty((len(makers), 0))
     for _ in range(TRIES):
