@@ -32,6 +32,8 @@ def synthetic_images(n: int, size: int = 16, channels: int = 3, seed: int = 0):
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOEA_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
+    # tests time tiny models: a table build does not spend a minute on its whole models
+    monkeypatch.setattr("smoea.latency.WHOLE_SPAN_S", 0.0)
 
 
 @pytest.fixture

@@ -11,10 +11,12 @@ pooling, additions), measured whole at a few uniform widths and interpolated by 
 volume. A table holds for one device, torch version, thread
 count, input shape and batch size; it is cached on disk under that key and reused.
 
-Everything a table needs is timed in the same interleaved rounds (`time_together`): a shared
-machine's speed drifts (here by 20-100% within minutes), and timing one layer after another
-let that drift into the differences between layers; measured together, each round divided by
-that round's speed, the drift cancels, and the uncertainty left is checked against NOISE.
+The layers are timed in the same interleaved rounds (`time_together`): a shared machine's
+speed drifts (here by 20-100% within minutes), and timing one layer after another let that
+drift into the differences between layers; measured together, each round divided by that
+round's speed, the drift cancels, and the uncertainty left is checked against NOISE. The whole
+models (the unpruned one, uniform cuts for the rest, random cuts for the saving scale) are
+timed together after them, from measurements made in the machine's fast state only.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch.nn as nn
 
 from smoea.errors import SmoeaError
 
-FORMAT = 7  # of the tables and their timing; a table of another format is measured again
+FORMAT = 8  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
 REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at for the rest
 # random pruned models a build measures to scale its predicted savings to measured ones: fitted
@@ -69,6 +71,13 @@ SPREAD = 0.10  # the most repeated ratios may span (over their mean) before more
 # of one pair in a compare run came within the slack: one low time can hold a model's level)
 STATE_SLACK = 0.12  # the fast state's baseline times spanned 0.91-1.05 ms, the slow's 1.11-1.29
 STATE_WAIT_S = 60.0  # at most this long measuring more while too few came in the fast state
+# A build times its whole models (the unpruned one, the REST_WIDTHS cuts, the calibration
+# models) apart from the layers, for at least this long, and keeps the measurements made in the
+# fast state: inside the layers' rounds the whole model's time followed the VM's state (25-36
+# ms for vgg14 w0.5 at batch 64 over eight minutes) while the layers' did not, and every ratio
+# a build in the slow state predicted came out low (format 7: 22.8% median error there;
+# benchmarks/results/latency-model/full-model). Slow states lasted tens of seconds to minutes.
+WHOLE_SPAN_S = 60.0
 _SEEN: dict[tuple, list[float]] = {}  # each first model's times so far (see _signature)
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
 
@@ -204,7 +213,7 @@ def table_for(structure, batch: int, device: torch.device, log=print) -> Latency
         log(f"latency table: {path} (measured before on this machine)")
         return LatencyTable.load(path)
     log(f"latency table: measuring every layer at batch {batch} (once; cached)")
-    table = build_table(structure, batch, device)
+    table = build_table(structure, batch, device, log=log)
     table.save(path)
     return table
 
@@ -268,25 +277,30 @@ def channel_block(device: torch.device) -> int:
 
 
 def build_table(
-    structure, batch: int, device: torch.device, rounds: int = ROUNDS, progress: bool = True
+    structure,
+    batch: int,
+    device: torch.device,
+    rounds: int = ROUNDS,
+    progress: bool = True,
+    log=print,
 ) -> LatencyTable:
     """Time every convolution and linear layer of the structure's model on a grid of its
-    owners' kept counts, the whole folded model and copies of it cut to REST_WIDTHS, all in
-    the same interleaved rounds (so the machine's drift hits them alike); see the module
-    docstring."""
+    owners' kept counts in the same interleaved rounds (so the machine's drift hits them
+    alike), then the whole folded model and copies of it cut to REST_WIDTHS and at random, in
+    the machine's fast state (see WHOLE_SPAN_S); see the module docstring."""
     model = structure.model.eval()
+    image_shape = structure.example.shape[1:]
     terms, probes = _layer_probes(structure, channel_block(device))
-    rest, calibration = _rest_models(structure), _calibration_models(structure)
-    probes += [Probe(model)] + [Probe(cut) for _, cut in rest + calibration]
-    # the whole models are few against thousands of layer points, and the rest is taken from
-    # them alone: each must be known within NOISE, not only the median point (a build on this
-    # VM once measured the whole model 2x slow while the median point was quiet)
-    wholes = range(len(probes) - 1 - len(rest) - len(calibration), len(probes))
-    ms = iter(measure(probes, batch, device, structure.example.shape[1:], rounds, progress, wholes))
+    ms = iter(measure(probes, batch, device, image_shape, rounds, progress))
     for t in terms:
         rows = [[next(ms) for _ in t.units_b + t.odd_b] for _ in t.units_a]
         t.ms = [row[: len(t.units_b)] for row in rows]
         t.ms_odd = [row[len(t.units_b) :] for row in rows]
+    rest, calibration = _rest_models(structure), _calibration_models(structure)
+    wholes = [model] + [cut for _, cut in rest + calibration]
+    log(f"latency table: timing {len(wholes)} whole models in the machine's fast state")
+    made = fast_state_times(wholes, image_shape, batch, device, rounds, REPEATS, log, WHOLE_SPAN_S)
+    ms = iter(np.median(np.array(made), axis=0).tolist())
     table = LatencyTable(
         table_key(structure, batch, device), [int(u) for u in structure.units_per_layer]
     )
@@ -511,12 +525,11 @@ def measure(
     image_shape,
     rounds: int = ROUNDS,
     progress=False,
-    critical=(),
 ) -> list[float]:
     """ms per call of each probe at `batch`, as deployed (eval mode, BatchNorm folded,
     channels_last), measured together in interleaved rounds (see time_together)."""
     makers = [_maker(p, batch, device, image_shape) for p in probes]
-    return time_together(makers, device, rounds, progress, critical)
+    return time_together(makers, device, rounds, progress)
 
 
 def _maker(probe: Probe, batch: int, device, image_shape):
@@ -568,13 +581,14 @@ def time_ratio(
     ms per call), each made in the machine's fast state (see STATE_SLACK). Ratios spread over
     SPREAD are said so and measured `repeats` times more (the mean of all kept, and the spread
     it still has). A measurement too noisy to keep is left out; SmoeaError when every one was."""
-    pairs = _measured_pairs(baseline, pruned, image_shape, batch, device, rounds, repeats, log)
+    models = [baseline, pruned]
+    pairs = fast_state_times(models, image_shape, batch, device, rounds, repeats, log)
     if _spread(pairs) > SPREAD:
         log(
             f"note: {len(pairs)} measurements of the latency ratio spread {_spread(pairs):.0%} "
             f"(more than {SPREAD:.0%}); measuring {repeats} more"
         )
-        pairs += _measured_pairs(baseline, pruned, image_shape, batch, device, rounds, repeats, log)
+        pairs += fast_state_times(models, image_shape, batch, device, rounds, repeats, log)
     base_ms, ms = np.mean(pairs, axis=0)
     ratios = [m / b for b, m in pairs]
     return {
@@ -586,23 +600,36 @@ def time_ratio(
     }
 
 
-def _measured_pairs(baseline, pruned, image_shape, batch, device, rounds, repeats, log) -> list:
-    """(baseline ms, pruned ms) of `repeats` measurements made in the machine's fast state (see
-    STATE_SLACK): while fewer came, more are made, for up to STATE_WAIT_S; then those that
-    came, or, where none did, every one made, and that is said. A measurement too noisy to keep
-    is left out; SmoeaError when the first `repeats` all were."""
-    key = _signature(baseline, image_shape, batch, device)
+def fast_state_times(
+    models: list[nn.Module],
+    image_shape,
+    batch: int,
+    device,
+    rounds: int = ROUNDS,
+    repeats: int = REPEATS,
+    log=print,
+    span_s: float = 0.0,
+) -> list[list[float]]:
+    """The models' ms per call (time_models) from `repeats` or more measurements made in the
+    machine's fast state (the first model within STATE_SLACK of its fast level), over at least
+    `span_s` seconds: while fewer came, more are made, for up to STATE_WAIT_S more; then those
+    that came, or, where none did, every one made, and that is said. A measurement too noisy
+    to keep is left out; SmoeaError when every one was."""
+    key = _signature(models[0], image_shape, batch, device)
     made, refusal, tried, start = [], None, 0, time.perf_counter()
     while True:
         try:
-            made.append(time_models([baseline, pruned], image_shape, batch, device, rounds))
+            made.append(time_models(models, image_shape, batch, device, rounds))
             _SEEN.setdefault(key, []).append(made[-1][0])
         except SmoeaError as exc:
             refusal = exc
         tried += 1
         level = np.percentile(_SEEN[key], 10) if key in _SEEN else math.inf
         fast = [p for p in made if p[0] <= (1 + STATE_SLACK) * level]
-        waited = time.perf_counter() - start > STATE_WAIT_S
+        elapsed = time.perf_counter() - start
+        if elapsed < span_s:
+            continue
+        waited = elapsed > span_s + STATE_WAIT_S
         if len(fast) >= repeats or (tried >= repeats and (not made or waited)):
             break
     if not made:
@@ -610,7 +637,7 @@ def _measured_pairs(baseline, pruned, image_shape, batch, device, rounds, repeat
     if len(fast) < repeats:
         log(
             f"note: {len(fast)} of {len(made)} latency measurements came in the machine's fast "
-            f"state (the first model within {STATE_SLACK:.0%} of its fast level); the ratio is "
+            f"state (the first model within {STATE_SLACK:.0%} of its fast level); the times are "
             f"from {'those' if fast else 'all of them'}"
         )
     return fast or made
@@ -633,24 +660,21 @@ def time_model(model: nn.Module, image_shape, batch: int, device, rounds: int = 
     return measure([Probe(model)], batch, device, image_shape, rounds)[0]
 
 
-def time_together(
-    makers: list, device: torch.device, rounds: int = ROUNDS, progress=False, critical=()
-):
+def time_together(makers: list, device: torch.device, rounds: int = ROUNDS, progress=False):
     """ms per call of each of several calls (each `makers[i]()` sets one up), in the same
     `rounds`: every round takes one sample of each, in a shuffled order, and is divided by
     that round's speed (the machine's: how much slower or faster than usual the calls ran),
     so a drift of the whole machine cancels; each time is the median over rounds. This
     machine's speed moved by 20-100% within minutes, while ratios between calls measured
     together held. Where the times' standard error (the median over calls; from their spread
-    across rounds) is above NOISE, or that of any call in `critical` (indexes), `rounds` more
-    are measured and the times taken over all of them (the error falls as rounds add up),
-    TRIES sets at most, then refused in one line."""
+    across rounds) is above NOISE, `rounds` more are measured and the times taken over all of
+    them (the error falls as rounds add up), TRIES sets at most, then refused in one line."""
     calls = [_calls_per_sample(make(), device) for make in makers]  # also a warm-up
     samples = np.empty((len(makers), 0))
     for _ in range(TRIES):
         more = _rounds(makers, calls, device, rounds, progress, first=samples.shape[1])
         samples = np.concatenate([samples, more], axis=1)
-        ms, error = drift_free(samples, critical)
+        ms, error = drift_free(samples)
         if error <= NOISE:
             return ms.tolist()
     raise SmoeaError(
@@ -676,13 +700,12 @@ def _rounds(
     return samples
 
 
-def drift_free(samples: np.ndarray, critical=()) -> tuple[np.ndarray, float]:
+def drift_free(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Each row's time (median over rounds) after dividing each round by its speed (the median
     over rows of sample over row median; with one row, no division), and how well the times
     are known: the median over rows of the median's relative standard error, from the spread
     left across rounds (interquartile range / 1.349 estimates a normal spread's sigma; a
-    median's standard error is 1.253 sigma / sqrt(rounds)); or the largest of the rows in
-    `critical` where that is larger."""
+    median's standard error is 1.253 sigma / sqrt(rounds))."""
     samples = np.asarray(samples, dtype=np.float64)
     if len(samples) > 1:
         usual = np.median(samples, axis=1, keepdims=True)
@@ -692,7 +715,7 @@ def drift_free(samples: np.ndarray, critical=()) -> tuple[np.ndarray, float]:
     q75, q25 = np.percentile(samples, [75, 25], axis=1)
     sigma = (q75 - q25) / 1.349
     error = 1.253 * sigma / np.sqrt(samples.shape[1]) / ms
-    return ms, float(max([np.median(error), *error[list(critical)]]))
+    return ms, float(np.median(error))
 
 
 @torch.inference_mode()
