@@ -87,13 +87,11 @@ def test_a_build_scales_its_savings_to_measured_pruned_models(monkeypatch):
     example = torch.zeros(1, 3, 16, 16)
     full_ms = _pruned_cost(model, example, 1) / 1e3 + 5
 
-    def overrated(probes, *args, **kwargs):  # the whole models' last: the random ones
+    def overrated(probes, *args, **kwargs):  # the random models: the last whole ones
         ms = exact(probes, *args, **kwargs)
-        uneven = len(probes) - latency.CALIBRATION_MODELS
-        wholes = all(p.shape is None for p in probes)
-        return [
-            full_ms - 0.7 * (full_ms - t) if wholes and i >= uneven else t for i, t in enumerate(ms)
-        ]
+        wholes = [i for i, p in enumerate(probes) if p.shape is None]
+        uneven = wholes[-latency.CALIBRATION_MODELS :] if len(wholes) > 1 else []
+        return [full_ms - 0.7 * (full_ms - t) if i in uneven else t for i, t in enumerate(ms)]
 
     s = Structure(model, example)
     assert build_table(s, 1, torch.device("cpu"), progress=False).saving_scale == pytest.approx(1)
@@ -107,6 +105,46 @@ def test_a_build_scales_its_savings_to_measured_pruned_models(monkeypatch):
     ps.remove(masks)
     measured = full_ms - 0.7 * (full_ms - (_pruned_cost(pruned, example, 1) / 1e3 + 5))
     assert table.predict(kept)[0] == pytest.approx(measured, rel=1e-3)
+
+
+def test_a_build_takes_its_whole_models_from_the_fast_state_on_the_layers_scale(monkeypatch):
+    """The VM's slow state slowed the whole model (and its cuts, unequally) while the layers'
+    rounds did not show it, and a build that kept such a measurement predicted every ratio
+    low; and the machine's level moves in the minutes between the layers' rounds and the whole
+    models'. The build times its whole models after the layers, beside the layers at full
+    width, keeps only the measurements whose unpruned model ran within STATE_SLACK of its fast
+    level, and divides each by how much slower its layers ran than in the layers' rounds: the
+    table is the one a steady machine gives."""
+    _deterministic_timing(monkeypatch)
+    exact = latency.measure
+    model = _model("resnet20").eval()
+    s = Structure(model, torch.zeros(1, 3, 16, 16))
+    steady = build_table(s, 1, torch.device("cpu"), progress=False)
+    states = iter([1.3, 1.0, 1.35, 1.0, 1.0, 1.3, 1.0])  # slow, fast, ... per whole measurement
+    whole_calls = []
+
+    def drifting(probes, *args, **kwargs):
+        ms = exact(probes, *args, **kwargs)
+        if all(p.shape is not None for p in probes):
+            return ms  # the layers' rounds
+        # minutes later everything runs 1.2 times slower (the layers beside the whole models
+        # show it), and in the slow state the whole models slower still, the cuts by more
+        whole_calls.append(next(states))
+        slow = whole_calls[-1]
+        state = [
+            slow * (slow if i else 1.0) if p.shape is None else 1.0 for i, p in enumerate(probes)
+        ]
+        return [1.2 * t * f for t, f in zip(ms, state)]
+
+    monkeypatch.setattr(latency, "measure", drifting)
+    monkeypatch.setattr(latency, "_SEEN", {})
+    logs = []
+    table = build_table(s, 1, torch.device("cpu"), progress=False, log=logs.append)
+    assert len(whole_calls) == 7  # until REPEATS (4) came fast
+    assert table.full_ms == pytest.approx(steady.full_ms)
+    assert np.ravel(table.rest_points) == pytest.approx(np.ravel(steady.rest_points))
+    assert table.saving_scale == pytest.approx(steady.saving_scale)
+    assert "whole models in the machine's fast state" in logs[0]
 
 
 def test_a_scale_is_kept_only_where_it_predicts_the_model_left_out_better():

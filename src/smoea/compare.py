@@ -7,7 +7,7 @@ import json
 import re
 import traceback
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,23 +78,12 @@ def compare(
     if match_beside not in MATCH_BESIDE:
         raise SmoeaError(f"--latency-match must be one of {', '.join(MATCH_BESIDE)}")
     runs: dict[str, list[dict]] = {}
+    setup = _Setup(make_model, splits, device, out, log, save_model)
     with latency.active(_latency_table(make_model, splits, config, device, log)):
         for seed in seeds:
             cfg, reference = replace(config, seed=seed), None
             for name in variants:
-                result, pruned = _cached_run(
-                    name,
-                    seed,
-                    out,
-                    make_model,
-                    splits,
-                    cfg,
-                    device,
-                    runs,
-                    log,
-                    save_model,
-                    reference,
-                )
+                result, pruned = _cached_run(setup, name, cfg, runs, reference)
                 if name == REFERENCE and match_beside == REFERENCE and "failed" not in result:
                     reference = _reference_model(pruned, out, seed, cfg, log)
                 runs.setdefault(name, []).append(result)
@@ -144,12 +133,26 @@ def _baseline_row(make_model, splits: Splits, config: PruneConfig, device) -> di
     return {**model_figures(baseline, splits, device), **latency_figures(baseline, splits, config)}
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What every run of one comparison shares (see compare's arguments)."""
+
+    make_model: Callable[[], nn.Module]
+    splits: Splits
+    device: torch.device
+    out: Path | None
+    log: Callable[[str], None]
+    save_model: Callable[[Path, nn.Module], None] | None
+
+
 def _cached_run(
-    name, seed, out, make_model, splits, cfg, device, runs, log, save_model, reference
+    setup: _Setup, name: str, cfg: PruneConfig, runs: dict, reference
 ) -> tuple[dict, nn.Module | None]:
-    """The run's record and pruned model (None for a reused run); `reference`: the model to
+    """The run's record and pruned model (None for a reused run) at cfg.seed; `runs`: the
+    records so far (a method at SMOEA's counts reads its seed's); `reference`: the model to
     match beside (see compare)."""
-    path = _run_path(out, name, seed)
+    make_model, splits, log, seed = setup.make_model, setup.splits, setup.log, cfg.seed
+    path, save_model = _run_path(setup.out, name, seed), setup.save_model
     settings = _settings(cfg)
     if path is not None and path.exists():
         return _reused_run(path, name, settings, cfg, reference, log), None
@@ -157,9 +160,7 @@ def _cached_run(
     pruned = None
     try:
         teacher = make_model() if cfg.distill else None  # the unpruned baseline teaches
-        result, pruned = _run_matched(
-            name, make_model, splits, cfg, device, smoea_run, teacher, log, reference
-        )
+        result, pruned = _run_matched(setup, name, cfg, smoea_run, teacher, reference)
         result.update(_measured_with_baseline(pruned, make_model, splits))
         if _matched(cfg, name) and reference is not None:
             result["measured_beside_smoea"] = _measured_beside(reference, pruned, splits)
@@ -229,7 +230,7 @@ def matched_beside(record: dict) -> str:
     return (record.get("latency_match") or {}).get("beside", "baseline")
 
 
-def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log, reference):
+def _run_matched(setup: _Setup, name: str, cfg: PruneConfig, smoea_run, teacher, reference):
     """run_method; at a latency target, at the setting (the method's predicted latency target,
     or smoea-macs's MAC target) whose pruning, without fine-tuning, measures within
     matching.MATCH_TOLERANCE of the target (or, with a `reference` model, of the reference's
@@ -237,6 +238,7 @@ def _run_matched(name, make_model, splits, cfg, device, smoea_run, teacher, log,
     not at the same prediction of an imperfect latency model. The -at-smoea methods keep
     SMOEA's counts, so its latency. Exact with fine-tuning only after the last group (the
     default); fine-tuning between groups can change what later groups cut."""
+    make_model, splits, device, log = setup.make_model, setup.splits, setup.device, setup.log
     if not _matched(cfg, name):
         return run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
 
