@@ -16,9 +16,7 @@ speed drifts (here by 20-100% within minutes), and timing one layer after anothe
 drift into the differences between layers; measured together, each round divided by that
 round's speed, the drift cancels, and the uncertainty left is checked against NOISE. The whole
 models (the unpruned one, uniform cuts for the rest, random cuts for the saving scale) are
-timed together after them, beside the layers at full width (whose ratio to their times in the
-layers' rounds puts the whole models on the layers' scale), from measurements made in the
-machine's fast state only.
+timed together after them, from measurements made in the machine's fast state only.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ import torch.nn as nn
 
 from smoea.errors import SmoeaError
 
-FORMAT = 9  # of the tables and their timing; a table of another format is measured again
+FORMAT = 8  # of the tables and their timing; a table of another format is measured again
 GRID = 5  # channel counts per owner axis
 REST_WIDTHS = (0.25, 0.5, 0.75)  # uniform widths the whole model is measured at for the rest
 # random pruned models a build measures to scale its predicted savings to measured ones: fitted
@@ -74,13 +72,15 @@ SPREAD = 0.10  # the most repeated ratios may span (over their mean) before more
 STATE_SLACK = 0.12  # the fast state's baseline times spanned 0.91-1.05 ms, the slow's 1.11-1.29
 STATE_WAIT_S = 60.0  # at most this long measuring more while too few came in the fast state
 # A build times its whole models (the unpruned one, the REST_WIDTHS cuts, the calibration
-# models) after the layers, for at least this long, beside the layers at full width, and keeps
-# the measurements made in the fast state, each divided by how much slower its layers ran than
-# in the layers' rounds (_whole_times). Inside the layers' rounds the whole model's time followed
-# the VM's state (25-36 ms for vgg14 w0.5 at batch 64 over eight minutes) while the layers'
-# did not, and a build in the slow state predicted every ratio low (format 7: 22.8% median
-# error there; benchmarks/results/latency-model/full-model); timed apart without the layers
-# beside them (format 8), the level the machine moved by between the two went into the rest.
+# models) apart from the layers, for at least this long, and keeps the measurements made in the
+# fast state: inside the layers' rounds the whole model's time followed the VM's state (25-36
+# ms for vgg14 w0.5 at batch 64 over eight minutes) while the layers' did not, and every ratio
+# a build in the slow state predicted came out low (format 7: 22.8% median error there;
+# benchmarks/results/latency-model/full-model). Slow states lasted tens of seconds to minutes.
+# Against format 7, alternated on one VM: the worst of 6-8 builds' median errors 8.8-12.8%
+# where format 7's were 14.3-16.8% (the medians over builds level or better). Also tried, and
+# not kept: putting the whole models on the layers' scale by timing the layers at full width
+# beside them (worse in both checks: 13.5-14.3% over builds; benchmarks/results/latency-model).
 WHOLE_SPAN_S = 60.0
 _SEEN: dict[tuple, list[float]] = {}  # each first model's times so far (see _signature)
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
@@ -302,10 +302,9 @@ def build_table(
         t.ms_odd = [row[len(t.units_b) :] for row in rows]
     rest, calibration = _rest_models(structure), _calibration_models(structure)
     wholes = [model] + [cut for _, cut in rest + calibration]
-    anchors = [probes[i] for i in _full_width_points(terms)]
     log(f"latency table: timing {len(wholes)} whole models in the machine's fast state")
-    anchor_ms = [t.ms[-1][-1] for t in terms]
-    ms = iter(_whole_times(wholes, anchors, anchor_ms, image_shape, batch, device, rounds, log))
+    made = fast_state_times(wholes, image_shape, batch, device, rounds, REPEATS, log, WHOLE_SPAN_S)
+    ms = iter(np.median(np.array(made), axis=0).tolist())
     table = LatencyTable(
         table_key(structure, batch, device), [int(u) for u in structure.units_per_layer]
     )
@@ -320,35 +319,6 @@ def build_table(
     ]
     table.saving_scale = _saving_scale(table, [(kept, next(ms)) for kept, _ in calibration])
     return table
-
-
-def _full_width_points(terms: list[Term]) -> list[int]:
-    """The index, among the layer probes, of each term's point at full width on both sides."""
-    points, start = [], 0
-    for t in terms:
-        row = len(t.units_b) + len(t.odd_b)
-        points.append(start + (len(t.units_a) - 1) * row + len(t.units_b) - 1)
-        start += len(t.units_a) * row
-    return points
-
-
-def _whole_times(wholes, anchors, anchor_ms, image_shape, batch, device, rounds, log) -> list:
-    """Each whole model's ms on the layers' scale: the whole models timed in the machine's
-    fast state (fast_state_times, over WHOLE_SPAN_S) together with `anchors` (the layers at
-    full width, `anchor_ms` in the layers' rounds), each measurement divided by how much slower
-    its anchors ran than there. The machine's level moves between the layers' rounds and this
-    (minutes apart), and the rest is whole minus layers: unanchored, a build put mobilenetv2's
-    rest at -5 ms at batch 64."""
-    made = np.array(
-        fast_state_times(
-            wholes, image_shape, batch, device, rounds, REPEATS, log, WHOLE_SPAN_S, anchors
-        )
-    )
-    n = len(wholes)
-    level = (
-        np.median(made[:, n:] / np.asarray(anchor_ms), axis=1) if anchors else np.ones(len(made))
-    )
-    return np.median(made[:, :n] / level[:, None], axis=0).tolist()
 
 
 def _saving_scale(table: LatencyTable, measured: list[tuple[np.ndarray, float]]) -> float:
@@ -643,19 +613,17 @@ def fast_state_times(
     repeats: int = REPEATS,
     log=print,
     span_s: float = 0.0,
-    anchors: list[Probe] = (),
 ) -> list[list[float]]:
-    """The models' ms per call (time_models; then the `anchors`' probes, timed with them) from
-    `repeats` or more measurements made in the machine's fast state (the first model within
-    STATE_SLACK of its fast level), over at least `span_s` seconds: while fewer came, more are
-    made, for up to STATE_WAIT_S more; then those that came, or, where none did, every one
-    made, and that is said. A measurement too noisy to keep is left out; SmoeaError when every
-    one was."""
+    """The models' ms per call (time_models) from `repeats` or more measurements made in the
+    machine's fast state (the first model within STATE_SLACK of its fast level), over at least
+    `span_s` seconds: while fewer came, more are made, for up to STATE_WAIT_S more; then those
+    that came, or, where none did, every one made, and that is said. A measurement too noisy
+    to keep is left out; SmoeaError when every one was."""
     key = _signature(models[0], image_shape, batch, device)
     made, refusal, tried, start = [], None, 0, time.perf_counter()
     while True:
         try:
-            made.append(_timed(models, anchors, image_shape, batch, device, rounds))
+            made.append(time_models(models, image_shape, batch, device, rounds))
             _SEEN.setdefault(key, []).append(made[-1][0])
         except SmoeaError as exc:
             refusal = exc
@@ -677,14 +645,6 @@ def fast_state_times(
             f"from {'those' if fast else 'all of them'}"
         )
     return fast or made
-
-
-def _timed(models, anchors, image_shape, batch, device, rounds) -> list[float]:
-    """time_models, with the anchors' probes timed in the same rounds after the models."""
-    if not anchors:
-        return time_models(models, image_shape, batch, device, rounds)
-    probes = [Probe(m) for m in models] + list(anchors)
-    return measure(probes, batch, device, image_shape, rounds)
 
 
 def _signature(model: nn.Module, image_shape, batch: int, device) -> tuple:
