@@ -77,10 +77,11 @@ STATE_WAIT_S = 60.0  # at most this long measuring more while too few came in th
 # ms for vgg14 w0.5 at batch 64 over eight minutes) while the layers' did not, and every ratio
 # a build in the slow state predicted came out low (format 7: 22.8% median error there;
 # benchmarks/results/latency-model/full-model). Slow states lasted tens of seconds to minutes.
-# Against format 7, alternated on one VM: the worst of 6-8 builds' median errors 8.8-12.8%
-# where format 7's were 14.3-16.8% (the medians over builds level or better). Also tried, and
-# not kept: putting the whole models on the layers' scale by timing the layers at full width
-# beside them (worse in both checks: 13.5-14.3% over builds; benchmarks/results/latency-model).
+# Against format 7, alternated on one VM (vgg14 w0.5, batch 64): the worst of 8 builds' median
+# errors 10.6-12.8% where format 7's (6 builds) were 14.3-16.8%, the median over builds level
+# (6.0-8.8% against 6.4-8.5%): it narrows the worst builds, it does not remove the VM's error.
+# Also tried, and not kept: putting the whole models on the layers' scale by timing the layers
+# at full width beside them (12.3-14.3% over builds; benchmarks/results/latency-model).
 WHOLE_SPAN_S = 60.0
 _SEEN: dict[tuple, list[float]] = {}  # each first model's times so far (see _signature)
 SAMPLE_MS = 2.0  # one timing sample lasts about this long (calls repeated within it)
