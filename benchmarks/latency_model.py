@@ -35,18 +35,25 @@ from smoea.structure import Structure
 WIDTHS = {"vgg14": 0.5}
 
 
-def run(arch: str, batch: int, configs: int, seed: int) -> dict:
+def validation_set(arch: str, seed: int, configs: int) -> tuple[Structure, list]:
+    """The unpruned model (random weights from `seed`) as a Structure, and `configs` pruned
+    copies (kept units per layer, model) drawn with `seed`: what a run validates on, and what
+    latency_rescore.py measures again. Seed 0's first draws are a build's own calibration
+    models: validate with another seed."""
     torch.manual_seed(seed)
     model = build_model(make_arch(arch, WIDTHS.get(arch, 1.0), 10, 3, 32)).eval()
-    example = torch.zeros(1, 3, 32, 32)
-    s = Structure(model, example)
+    s = Structure(model, torch.zeros(1, 3, 32, 32))
+    rng = np.random.default_rng(seed)
+    return s, [cut_copy(s, random_counts(s.units_per_layer, rng)) for _ in range(configs)]
+
+
+def run(arch: str, batch: int, configs: int, seed: int) -> dict:
+    s, cut = validation_set(arch, seed, configs)
+    model = s.model
     cpu = torch.device("cpu")
     start = time.perf_counter()
     table = build_table(s, batch, cpu)
     built = time.perf_counter() - start
-    # seed 0's first draws are the build's own calibration models: validate with another seed
-    rng = np.random.default_rng(seed)
-    cut = [cut_copy(s, random_counts(s.units_per_layer, rng)) for _ in range(configs)]
     kept_rows, pruned_models = [k for k, _ in cut], [m for _, m in cut]
     # the baseline and every pruned model measured together, in the same interleaved rounds:
     # this VM's speed drifts by 20-100% between minutes, and a latency target is a fraction

@@ -25,23 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from latency_model import validation_set  # benchmarks/ is on sys.path
 
-from smoea.latency import cut_copy, fast_state_times, random_counts
-from smoea.models import build_model, make_arch
+from smoea.latency import fast_state_times
 from smoea.report import versions
-from smoea.structure import Structure
-
-WIDTHS = {"vgg14": 0.5}  # as latency_model.py
 
 
 def careful_ratios(arch: str, batch: int, seed: int, configs: int, measurements, span) -> dict:
     """The pruned models of latency_model.py's run (same weights, same draws), measured."""
-    torch.manual_seed(seed)
-    model = build_model(make_arch(arch, WIDTHS.get(arch, 1.0), 10, 3, 32)).eval()
-    s = Structure(model, torch.zeros(1, 3, 32, 32))
-    rng = np.random.default_rng(seed)
-    cut = [cut_copy(s, random_counts(s.units_per_layer, rng)) for _ in range(configs)]
-    models = [model, *(m for _, m in cut)]
+    s, cut = validation_set(arch, seed, configs)
+    models = [s.model, *(m for _, m in cut)]
     cpu = torch.device("cpu")
     made = np.array(
         fast_state_times(models, (3, 32, 32), batch, cpu, repeats=measurements, span_s=span)
