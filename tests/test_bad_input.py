@@ -195,6 +195,15 @@ CASES = {
         + ["--latency-batch", "0"],
         "--latency-batch",
     ),
+    "latency batch beyond the memory": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-latency", "0.5"]
+        + ["--latency-batch", "1000000000"],
+        "does not fit in the memory",
+    ),
+    "latency target below minimum": (
+        ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--target-latency", "0.001"],
+        "per-layer minimum",
+    ),
     "unknown genome": (
         ["prune", "--checkpoint", "{ckpt}", "--data", "{archive}", "--genome", "floats"],
         "--genome",

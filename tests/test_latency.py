@@ -221,6 +221,42 @@ def test_noisy_measurements_are_refused_in_one_line(monkeypatch):
     assert error > latency.NOISE  # the noisier set alone was refused
 
 
+class _Failing(nn.Module):
+    """A model whose forward pass raises `error`: a device out of memory, or another fault."""
+
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"),
+        MemoryError(),
+    ],
+)
+def test_a_latency_batch_beyond_the_memory_is_refused_in_one_line(error):
+    from smoea.errors import SmoeaError
+
+    model = _Failing(error).train()
+    with pytest.raises(SmoeaError, match="--latency-batch 4096 does not fit") as info:
+        latency.check_batch_runs(model, (3, 8, 8), 4096, torch.device("cpu"))
+    assert "\n" not in str(info.value)
+    assert model.training  # the model is left in the mode it came in
+
+
+def test_a_fault_other_than_memory_is_not_taken_for_a_batch_too_large():
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        latency.check_batch_runs(
+            _Failing(RuntimeError("shape mismatch")), (3, 8, 8), 1, torch.device("cpu")
+        )
+
+
 def test_time_models_measures_each_model_as_deployed(monkeypatch):
     """Real timing of two tiny models together (the noise check off: other tests may run
     beside it): a positive time for each, and the models themselves are left as they were

@@ -213,6 +213,7 @@ def table_for(structure, batch: int, device: torch.device, log=print) -> Latency
     """The cached table of this machine, model and batch, or one measured now and cached."""
     from smoea.data import default_cache_dir
 
+    check_batch_runs(structure.model, structure.example.shape[1:], batch, device)
     path = cache_path(table_key(structure, batch, device), default_cache_dir())
     if path.exists():
         log(f"latency table: {path} (measured before on this machine)")
@@ -221,6 +222,35 @@ def table_for(structure, batch: int, device: torch.device, log=print) -> Latency
     table = build_table(structure, batch, device, log=log)
     table.save(path)
     return table
+
+
+def check_batch_runs(model: nn.Module, image_shape, batch: int, device: torch.device) -> None:
+    """Run the model once at the latency batch: a batch the device cannot hold stops the run
+    here, in one line, before any timing starts or anything is written."""
+    was_training = model.training
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(batch, *image_shape, device=device))
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one, as is the CPU allocator's
+        if not _out_of_memory(exc):
+            raise
+        raise SmoeaError(
+            f"--latency-batch {batch} does not fit in the memory of {device} (one forward pass "
+            "of the model ran out of it); give a smaller batch"
+        ) from None
+    except MemoryError:
+        raise SmoeaError(
+            f"--latency-batch {batch} does not fit in the memory of {device}; give a smaller batch"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or any(
+        words in text for words in ("out of memory", "can't allocate", "cannot allocate")
+    )
 
 
 def table_key(structure, batch: int, device: torch.device) -> dict:
