@@ -267,6 +267,20 @@ def test_at_smoea_without_smoea_is_reported_as_failed(tiny_splits):
     assert "needs a finished smoea run" in result["methods"]["l1-at-smoea"]["failed"]
 
 
+def test_a_failed_run_runs_again_when_the_comparison_is_resumed(tiny_splits, tmp_path):
+    """A method that failed (l1-at-smoea without smoea's run) is not reused as failed once
+    its cause is gone: the resumed comparison with smoea added runs it."""
+    model, splits = tiny_splits
+    out = tmp_path / "cmp"
+    first = run_compare(model, splits, parse_methods("l1-at-smoea"), tiny_config(), out=out)
+    assert "failed" in first["methods"]["l1-at-smoea"]
+    assert "failed" in json.loads((out / "runs" / "l1-at-smoea-seed0.json").read_text())
+    again = run_compare(model, splits, parse_methods("smoea,l1-at-smoea"), tiny_config(), out=out)
+    rerun = again["methods"]["l1-at-smoea"]
+    assert "failed" not in rerun and rerun["runs"][0]["params"] == smoea_params(again)
+    assert "failed" not in json.loads((out / "runs" / "l1-at-smoea-seed0.json").read_text())
+
+
 @pytest.mark.slow
 def test_table_and_plot_show_macs(comparison, tmp_path):
     from smoea.summary import plot_compare

@@ -57,7 +57,8 @@ def compare(
     """Run every method variant for every seed; a failing one is recorded, the others go on.
 
     With `out`, each finished run is saved to out/runs/ and a later call with the same `out`
-    reuses it, so a long comparison can be stopped and continued; with `save_model` too, each
+    reuses it (a run that failed runs again), so a long comparison can be stopped and
+    continued; with `save_model` too, each
     run's pruned model goes beside its record (out/runs/<method>-seed<k>.pt). Test figures are
     measured after a method finished; nothing is chosen by them. At a latency target with
     `match_beside` "smoea" (and smoea first among the methods), the other methods of a seed
@@ -154,7 +155,7 @@ def _cached_run(
     make_model, splits, log, seed = setup.make_model, setup.splits, setup.log, cfg.seed
     path, save_model = _run_path(setup.out, name, seed), setup.save_model
     settings = _settings(cfg)
-    if path is not None and path.exists():
+    if path is not None and path.exists() and not _failed_before(path, name, seed, log):
         return _reused_run(path, name, settings, cfg, reference, log), None
     smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
     pruned = None
@@ -178,6 +179,15 @@ def _cached_run(
         tmp.write_text(json.dumps(result, indent=2))
         tmp.replace(path)
     return result, pruned
+
+
+def _failed_before(path: Path, name: str, seed: int, log) -> bool:
+    """Whether the saved run failed: it runs again (its cause, a missing smoea run say, may be
+    gone), and its record is replaced only when the new run is saved."""
+    failed = json.loads(path.read_text()).get("failed")
+    if failed:
+        log(f"seed {seed} {name}: failed before ({failed}); running it again")
+    return bool(failed)
 
 
 def _reused_run(path: Path, name: str, settings: dict, cfg, reference, log) -> dict:
