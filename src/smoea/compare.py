@@ -58,8 +58,8 @@ def compare(
 
     With `out`, each finished run is saved to out/runs/ and a later call with the same `out`
     reuses it (a run that failed runs again), so a long comparison can be stopped and
-    continued; with `save_model` too, each
-    run's pruned model goes beside its record (out/runs/<method>-seed<k>.pt). Test figures are
+    continued; with `save_model` too, each run's pruned model goes beside its record
+    (out/runs/<method>-seed<k>.pt). Test figures are
     measured after a method finished; nothing is chosen by them. At a latency target with
     `match_beside` "smoea" (and smoea first among the methods), the other methods of a seed
     are matched to SMOEA's model measured together with theirs, else each to the target
@@ -155,8 +155,9 @@ def _cached_run(
     make_model, splits, log, seed = setup.make_model, setup.splits, setup.log, cfg.seed
     path, save_model = _run_path(setup.out, name, seed), setup.save_model
     settings = _settings(cfg)
-    if path is not None and path.exists() and not _failed_before(path, name, seed, log):
-        return _reused_run(path, name, settings, cfg, reference, log), None
+    reused = _reused_run(path, name, settings, cfg, reference, log)
+    if reused is not None:
+        return reused, None
     smoea_run = next((r for r in runs.get("smoea", []) if r["seed"] == seed), None)
     pruned = None
     try:
@@ -181,21 +182,19 @@ def _cached_run(
     return result, pruned
 
 
-def _failed_before(path: Path, name: str, seed: int, log) -> bool:
-    """Whether the saved run failed: it runs again (its cause, a missing smoea run say, may be
-    gone), and its record is replaced only when the new run is saved."""
-    failed = json.loads(path.read_text()).get("failed")
-    if failed:
-        log(f"seed {seed} {name}: failed before ({failed}); running it again")
-    return bool(failed)
-
-
-def _reused_run(path: Path, name: str, settings: dict, cfg, reference, log) -> dict:
-    """A finished run's record, if it ran with these settings and was matched the same way."""
+def _reused_run(path: Path | None, name: str, settings: dict, cfg, reference, log) -> dict | None:
+    """A finished run's record, if it ran with these settings and was matched the same way;
+    None where there is none or it failed (it runs again: its cause, a missing smoea run say,
+    may be gone; its record is replaced only when the new run is saved)."""
+    if path is None or not path.exists():
+        return None
     saved = json.loads(path.read_text())
+    if saved.get("failed"):
+        log(f"seed {cfg.seed} {name}: failed before ({saved['failed']}); running it again")
+        return None
     if not _same_settings(saved.get("config") or {}, settings):
         raise SmoeaError(f"{path} was run with other settings; use another --out or --force")
-    if _matched(cfg, name) and "failed" not in saved:
+    if _matched(cfg, name):
         now, then = _beside_name(reference), matched_beside(saved)
         if now != then:
             raise SmoeaError(

@@ -231,24 +231,21 @@ def check_batch_runs(model: nn.Module, image_shape, batch: int, device: torch.de
     try:
         with torch.inference_mode():
             model.eval()(torch.zeros(batch, *image_shape, device=device))
-    except RuntimeError as exc:  # torch.OutOfMemoryError is one, as is the CPU allocator's
+    except (RuntimeError, MemoryError) as exc:
         if not _out_of_memory(exc):
             raise
         raise SmoeaError(
             f"--latency-batch {batch} does not fit in the memory of {device} (one forward pass "
             "of the model ran out of it); give a smaller batch"
         ) from None
-    except MemoryError:
-        raise SmoeaError(
-            f"--latency-batch {batch} does not fit in the memory of {device}; give a smaller batch"
-        ) from None
     finally:
         model.train(was_training)
 
 
-def _out_of_memory(exc: RuntimeError) -> bool:
+def _out_of_memory(exc: Exception) -> bool:
+    """MemoryError, torch.OutOfMemoryError (a RuntimeError), or the CPU allocator's failure."""
     text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or any(
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or any(
         words in text for words in ("out of memory", "can't allocate", "cannot allocate")
     )
 
