@@ -1,6 +1,7 @@
 """Methods compared at a latency target meet it measured, not only as the latency model predicts."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -168,6 +169,51 @@ def test_other_methods_are_matched_beside_the_seeds_smoea_model(
     (out / "runs" / "l1-uniform-seed0.json").unlink()
     again = run("smoea,l1-uniform", save=saver)
     assert again["methods"]["l1-uniform"]["runs"][0]["latency_match"]["beside"] == "baseline"
+
+
+@pytest.mark.slow
+def test_a_matched_run_fine_tunes_the_pruning_it_measured(trained_tiny, monkeypatch, tmp_path):
+    """With fine-tuning after the last group only, the try the matching kept is the run's model:
+    each method prunes once per try, not once more, and the run equals one pruned again at the
+    kept setting (halp's entirely; SMOEA's weights exactly, its BatchNorm statistics being the
+    pruning's last re-estimate). Fine-tuned between groups, the run prunes again."""
+    model, splits = trained_tiny
+    splits = copy.copy(splits)
+    splits.test = splits.val
+    _measured_slower(monkeypatch, tmp_path, model, splits, 1.2)
+    config = tiny_config(target_params=None, target_latency=TARGET, generations=1)
+    config.finetune = replace(config.final, epochs=0)  # final: 1 epoch
+    prunings, saved = [], {}
+    real_run = compare_module.run_method
+    monkeypatch.setattr(
+        compare_module, "run_method", lambda name, *a: prunings.append(name) or real_run(name, *a)
+    )
+    keep = lambda path, m: saved.__setitem__(path.stem, copy.deepcopy(m))  # noqa: E731
+    options = dict(out=tmp_path / "cmp", save_model=keep, match_beside="baseline")
+    result = run_compare(model, splits, parse_methods("smoea,halp"), config, **options)
+    fresh, quiet = (lambda: copy.deepcopy(model)), (lambda m: None)
+    table = compare_module._latency_table(fresh, splits, config, torch.device("cpu"), quiet)
+    for name in ("smoea", "halp"):
+        run = result["methods"][name]["runs"][0]
+        assert "failed" not in run, run
+        match = run["latency_match"]
+        assert prunings.count(name) == len(match["tries"]) and not match["pruned_again"]
+        at, cpu = compare_module._at_setting(config, name, match["setting"]), torch.device("cpu")
+        with latency.active(table):  # the comparison's: what a run inside it predicts with
+            again, model_again = real_run(name, copy.deepcopy(model), splits, at, cpu)
+        assert again["filters_after"] == run["filters_after"]
+        assert again["finetune_ran"] == run["finetune_ran"]
+        kept = dict(saved[f"{name}-seed0"].named_parameters())
+        for key, weight in model_again.named_parameters():
+            assert torch.equal(weight, kept[key]), (name, key)
+    halp, halp_again = result["methods"]["halp"]["runs"][0], again
+    for key in ("test_accuracy", "val_accuracy", "held_out_val_accuracy", "test_loss"):
+        assert halp[key] == halp_again[key], key
+    config.finetune = config.final  # 1 epoch after every group
+    prunings.clear()
+    result = run_compare(model, splits, parse_methods("halp"), config)
+    match = result["methods"]["halp"]["runs"][0]["latency_match"]
+    assert prunings.count("halp") == len(match["tries"]) + 1 and match["pruned_again"]
 
 
 @pytest.mark.slow

@@ -25,9 +25,11 @@ from smoea.methods import (
     LATENCY_ONLY,
     VARIANTS,
     check_methods,
+    finish_pruned,
     latency_figures,
     pruning_only,
     run_method,
+    schedule_groups,
 )
 from smoea.prune_config import PruneConfig
 from smoea.report import model_figures, versions
@@ -245,11 +247,13 @@ def _run_matched(setup: _Setup, name: str, cfg: PruneConfig, smoea_run, teacher,
     matching.MATCH_TOLERANCE of the target (or, with a `reference` model, of the reference's
     time, measured together): methods are compared at the same measured latency,
     not at the same prediction of an imperfect latency model. The -at-smoea methods keep
-    SMOEA's counts, so its latency. Exact with fine-tuning only after the last group (the
-    default); fine-tuning between groups can change what later groups cut."""
+    SMOEA's counts, so its latency. With fine-tuning only after the last group (the default)
+    the kept try's pruning is the run's: it is fine-tuned, not pruned again; fine-tuning between
+    groups can change what later groups cut, so there the run prunes again at the setting."""
     make_model, splits, device, log = setup.make_model, setup.splits, setup.device, setup.log
     if not _matched(cfg, name):
         return run_method(name, make_model(), splits, cfg, device, smoea_run, teacher)
+    pruned_at: dict[float, tuple[dict, nn.Module]] = {}  # each try's record and model
 
     def prune_at(setting: float) -> nn.Module:
         at = _at_setting(cfg, name, setting)
@@ -258,7 +262,8 @@ def _run_matched(setup: _Setup, name: str, cfg: PruneConfig, smoea_run, teacher,
         )
         with pruning_only():
             runs = _scaled_budgets(smoea_run, setting, cfg)
-            return run_method(name, make_model(), splits, dry, device, runs)[1]
+            pruned_at[setting] = run_method(name, make_model(), splits, dry, device, runs)
+        return pruned_at[setting][1]
 
     def ratio_of(model: nn.Module) -> float | None:
         if reference is not None:
@@ -273,11 +278,17 @@ def _run_matched(setup: _Setup, name: str, cfg: PruneConfig, smoea_run, teacher,
         f"{_beside_name(reference)} model's latency ({len(tries)} tries)"
     )
     at, runs = _at_setting(cfg, name, setting), _scaled_budgets(smoea_run, setting, cfg)
-    result, pruned = run_method(name, make_model(), splits, at, device, runs, teacher)
+    if at.finetune.epochs == 0 and setting in pruned_at:
+        n_groups = schedule_groups(make_model(), splits, cfg)
+        dry_record, model = pruned_at[setting]
+        result, pruned = finish_pruned(model, dry_record, splits, at, device, n_groups, teacher)
+    else:
+        result, pruned = run_method(name, make_model(), splits, at, device, runs, teacher)
     result["latency_match"] = {
         "setting": setting,
         "tries": tries,
         "beside": _beside_name(reference),
+        "pruned_again": at.finetune.epochs > 0,
     }
     return result, pruned
 

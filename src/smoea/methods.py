@@ -154,6 +154,44 @@ def run_method(
     return _tune_and_measure(model, splits, cfg, device, n_groups, info, distill)
 
 
+def schedule_groups(model: nn.Module, splits: Splits, cfg: PruneConfig) -> int:
+    """How many groups SMOEA would prune `model` (unpruned) in: its fine-tuning schedule."""
+    device = next(model.parameters()).device
+    s = Structure(model, torch.zeros(1, *splits.image_shape, device=device))
+    return len(plan_groups(s, cfg.groups))
+
+
+def finish_pruned(
+    model: nn.Module,
+    dry_record: dict,
+    splits: Splits,
+    cfg: PruneConfig,
+    device: torch.device,
+    n_groups: int,
+    teacher: nn.Module | None = None,
+) -> tuple[dict, nn.Module]:
+    """Fine-tune and measure a model that run_method pruned inside pruning_only() with no
+    fine-tuning (`dry_record`, its record): the run run_method makes with `cfg`, without
+    pruning again, where `cfg` fine-tunes only after the last group (between groups it
+    would change what later groups cut). The fine-tuning's seeds are the schedule's, so the
+    weights are those a fresh run gets; the BatchNorm statistics it starts from are the
+    pruning's last re-estimate, which fine-tuning's running averages soon replace."""
+    if cfg.finetune.epochs > 0:
+        raise ValueError("finish_pruned: fine-tuning between groups needs the run itself")
+    model.to(device).eval()
+    schedule = finetune_schedule(cfg, n_groups)
+    distill = cfg.distillation(teacher)
+    start = time.perf_counter()
+    ran = [_finetune_step(model, splits, tc, device, cfg, step, distill) for step, tc in schedule]
+    extra = {
+        **dry_record,
+        "finetune_seconds": time.perf_counter() - start,
+        "finetune_schedule": _schedule_record(schedule),
+        "finetune_ran": ran,
+    }
+    return _measure(model.eval(), splits, cfg, device, extra)
+
+
 def _allocate(name: str, model: nn.Module, splits: Splits, cfg: PruneConfig) -> dict:
     """Prune `model` in place by a method that scores no group search: sensitivity or a HALP."""
     if name in HALP_IMPORTANCE:
