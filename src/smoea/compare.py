@@ -278,7 +278,8 @@ def _run_matched(setup: _Setup, name: str, cfg: PruneConfig, smoea_run, teacher,
         f"{_beside_name(reference)} model's latency ({len(tries)} tries)"
     )
     at, runs = _at_setting(cfg, name, setting), _scaled_budgets(smoea_run, setting, cfg)
-    if at.finetune.epochs == 0 and setting in pruned_at:
+    kept = at.finetune.epochs == 0  # else fine-tuning between groups changes what is cut
+    if kept:
         n_groups = schedule_groups(make_model(), splits, cfg)
         dry_record, model = pruned_at[setting]
         result, pruned = finish_pruned(model, dry_record, splits, at, device, n_groups, teacher)
@@ -288,7 +289,7 @@ def _run_matched(setup: _Setup, name: str, cfg: PruneConfig, smoea_run, teacher,
         "setting": setting,
         "tries": tries,
         "beside": _beside_name(reference),
-        "pruned_again": at.finetune.epochs > 0,
+        "pruned_again": not kept,
     }
     return result, pruned
 

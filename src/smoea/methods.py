@@ -181,11 +181,10 @@ def finish_pruned(
     model.to(device).eval()
     schedule = finetune_schedule(cfg, n_groups)
     distill = cfg.distillation(teacher)
-    start = time.perf_counter()
-    ran = [_finetune_step(model, splits, tc, device, cfg, step, distill) for step, tc in schedule]
+    ran, tuned = _finetune_all(model, splits, cfg, device, schedule, distill)
     extra = {
         **dry_record,
-        "finetune_seconds": time.perf_counter() - start,
+        "finetune_seconds": tuned,
         "finetune_schedule": _schedule_record(schedule),
         "finetune_ran": ran,
     }
@@ -280,12 +279,15 @@ def _run_smoea(model, splits, cfg, device, teacher):
 def _tune_and_measure(model, splits, cfg, device, n_groups: int, info: dict, distill):
     """Fine-tune with SMOEA's schedule, back to back with the same seeds, then measure."""
     schedule = finetune_schedule(cfg, n_groups)
-    start = time.perf_counter()
-    info["finetune_ran"] = [
-        _finetune_step(model, splits, tc, device, cfg, step, distill) for step, tc in schedule
-    ]
-    tuned = time.perf_counter() - start
+    info["finetune_ran"], tuned = _finetune_all(model, splits, cfg, device, schedule, distill)
     return _measure_tuned(model, splits, cfg, device, schedule, tuned, info)
+
+
+def _finetune_all(model, splits, cfg, device, schedule, distill) -> tuple[list[dict], float]:
+    """Every fine-tuning step of `schedule`, back to back; what each ran, and the seconds."""
+    start = time.perf_counter()
+    ran = [_finetune_step(model, splits, tc, device, cfg, step, distill) for step, tc in schedule]
+    return ran, time.perf_counter() - start
 
 
 def _finetune_step(model, splits, tc: TrainConfig, device, cfg, step: int, distill) -> dict:
